@@ -1,0 +1,70 @@
+"""Small helpers shared by every family: atomic outputs, JSON, thread settings."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_write_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
+
+    The temporary file keeps the final suffix (``.nii.gz``, ``.png`` ...) so that writers which
+    look at the extension behave. On error the temporary file is removed and ``path`` is untouched.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    name = final.name
+    suffix = suffix if suffix is not None else "".join(final.suffixes) or ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_write_path(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write text atomically."""
+    with atomic_write_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def ensure_output_dir(out_dir: str | os.PathLike, inputs: list[str | os.PathLike] = ()) -> Path:
+    """Create ``out_dir``; refuse a folder that is (or holds) one of the inputs' own folders."""
+    from medcl.errors import MedclError
+
+    out = Path(out_dir).resolve()
+    for item in inputs:
+        p = Path(item).resolve()
+        parent = p if p.is_dir() else p.parent
+        if out == parent:
+            raise MedclError(f"{out_dir}: output folder is the input folder of {item}; choose another")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
