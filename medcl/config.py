@@ -1,0 +1,159 @@
+"""Typed, validated configuration: YAML files plus dotted command-line overrides.
+
+Every pipeline schema derives from :class:`MedclModel` (unknown keys are rejected) and holds a
+:class:`TrainConfig` section for the shared engine. :func:`load_config` turns a YAML file and
+``key.sub=value`` overrides into a validated instance, and reports any problem as one
+:class:`~medcl.errors.MedclError` line naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from medcl.errors import MedclError
+
+__all__ = ["MedclModel", "TrainConfig", "load_config", "parse_overrides", "dump_config"]
+
+T = TypeVar("T", bound="MedclModel")
+
+
+class MedclModel(BaseModel):
+    """Base of every medcl config section: unknown keys are errors, assignment is validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class TrainConfig(MedclModel):
+    """Settings of the shared Lightning engine (:func:`medcl.engine.build_trainer`)."""
+
+    max_epochs: int = Field(10, ge=1, description="Training epochs.")
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many optimiser steps (-1: no limit).")
+    max_time: str | None = Field(None, description="Wall-clock limit, 'DD:HH:MM:SS' (None: no limit).")
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | str = Field("auto", description="Device count, list string '0,1' or 'auto'.")
+    num_nodes: int = Field(1, ge=1, description="Nodes for multi-node DDP (torchrun --nnodes / SLURM).")
+    strategy: str = Field("auto", description="Lightning strategy; 'auto' picks DDP for several devices.")
+    precision: str | None = Field(
+        None, description="Lightning precision; None: bf16-mixed on GPUs that support it, fp32 otherwise."
+    )
+    seed: int = 0
+    deterministic: bool = Field(False, description="Deterministic algorithms (slower; exact resumes).")
+    gradient_clip_val: float | None = Field(None, ge=0)
+    accumulate_grad_batches: int = Field(1, ge=1)
+    check_val_every_n_epoch: int = Field(1, ge=1)
+    log_every_n_steps: int = Field(10, ge=1)
+    checkpoint_every_n_steps: int | None = Field(
+        None, ge=1, description="Also save last.ckpt every N steps (None: at each epoch end)."
+    )
+    early_stopping_patience: int | None = Field(None, ge=1, description="Epochs without improvement.")
+    loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(default_factory=lambda: ["csv"])
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    progress_bar: bool | None = Field(None, description="None: a bar on terminals, log lines otherwise.")
+
+    @field_validator("max_time")
+    @classmethod
+    def _check_max_time(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = value.split(":")
+        if len(parts) != 4 or not all(p.isdigit() for p in parts):
+            raise ValueError("expected 'DD:HH:MM:SS'")
+        return value
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Turn ``["train.max_epochs=3", "model.width=16"]`` into a nested dict (values read as YAML)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise MedclError(f"{item}: override must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise MedclError(f"{item}: empty key in override")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise MedclError(f"{key}: cannot parse value {raw!r}: {exc.__class__.__name__}") from None
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise MedclError(f"{key}: conflicts with an earlier override of {part}")
+            node = child
+        node[parts[-1]] = value
+    return nested
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise MedclError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise MedclError(f"{path}: invalid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise MedclError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _format_validation_error(source: str, exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown key")
+        else:
+            problems.append(f"{key}: {err['msg']}")
+    return f"{source}: " + "; ".join(problems)
+
+
+def load_config(
+    schema: type[T],
+    path: str | os.PathLike | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> T:
+    """Load ``schema`` from an optional YAML file plus dotted overrides, validating everything.
+
+    Args:
+        schema: the pipeline's config class (a :class:`MedclModel` subclass).
+        path: YAML file; ``None`` starts from the schema's defaults.
+        overrides: ``key.sub=value`` strings applied after the file.
+
+    Raises:
+        MedclError: naming the file (or ``<overrides>``) and the dotted key at fault.
+    """
+    source = str(path) if path is not None else "<defaults>"
+    data = _read_yaml(Path(path)) if path is not None else {}
+    if overrides:
+        data = _deep_merge(data, parse_overrides(overrides))
+        source = f"{source} + overrides" if path is not None else "<overrides>"
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise MedclError(_format_validation_error(source, exc)) from None
+
+
+def dump_config(cfg: MedclModel) -> str:
+    """The fully resolved config as YAML (what ``medcl config show`` prints)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

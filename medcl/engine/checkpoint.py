@@ -1,0 +1,140 @@
+"""medcl checkpoints: Lightning's training state plus a self-describing ``"medcl"`` entry.
+
+Every checkpoint written by :func:`medcl.engine.build_trainer` carries, besides what Lightning needs
+to resume (optimiser, loops, callbacks), a ``"medcl"`` dict with the *unwrapped* network's state
+dict, the family name, the resolved config, the label map, package versions and family extras
+(e.g. prototype provenance). Loading never unpickles code: ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from medcl.errors import MedclError
+
+FAMILIES = ("sepclr", "zones", "ecg")
+
+
+def versions() -> dict[str, str]:
+    """Versions stored with every checkpoint (and printed by ``medcl info``)."""
+    import lightning
+    import monai
+
+    import medcl
+
+    return {
+        "medcl": medcl.__version__,
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "lightning": lightning.__version__,
+        "python": platform.python_version(),
+    }
+
+
+class MedclModule(L.LightningModule):
+    """Base LightningModule of every family.
+
+    Subclasses set ``family`` (class attribute), ``self.net`` (the plain ``nn.Module`` that is
+    exported), ``self.medcl_config`` (resolved config as a JSON-able dict), ``self.label_map`` and,
+    when needed, ``self.medcl_extra`` (tensors/lists/primitives only).
+    """
+
+    family: str = ""
+
+    def __init__(
+        self,
+        net: nn.Module | None = None,
+        config: dict[str, Any] | None = None,
+        label_map: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__()
+        if net is not None:
+            self.net = net
+        self.medcl_config: dict[str, Any] = config or {}
+        self.label_map: dict[str, int] | None = label_map
+        self.medcl_extra: dict[str, Any] = {}
+
+    def medcl_payload(self) -> dict[str, Any]:
+        if not self.family:
+            raise RuntimeError(f"{type(self).__name__} must set the class attribute 'family'")
+        return {
+            "family": self.family,
+            "config": self.medcl_config,
+            "label_map": self.label_map,
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "versions": versions(),
+            "extra": self.medcl_extra,
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["medcl"] = self.medcl_payload()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        payload = checkpoint.get("medcl")
+        if payload is not None and payload.get("family") != self.family:
+            raise MedclError(f"checkpoint is of family '{payload.get('family')}', expected '{self.family}'")
+        if payload is not None:
+            self.medcl_extra = payload.get("extra", {}) or {}
+
+
+@dataclass
+class CheckpointData:
+    """What :func:`load_model_checkpoint` returns."""
+
+    path: Path
+    family: str
+    config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    label_map: dict[str, int] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_model_checkpoint(path: str | os.PathLike, family: str) -> CheckpointData:
+    """Load the exported model of a medcl checkpoint safely (``weights_only=True``).
+
+    Raises:
+        MedclError: missing/corrupt file, not a medcl checkpoint, or another family's checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MedclError(f"{path}: checkpoint not found")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, or holds pickled code
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise MedclError(f"{path}: not a loadable checkpoint ({reason})") from None
+    payload = raw.get("medcl") if isinstance(raw, dict) else None
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise MedclError(f"{path}: not a medcl checkpoint (no 'medcl' entry)")
+    found = payload.get("family")
+    if found != family:
+        raise MedclError(f"{path}: checkpoint is of family '{found}', expected '{family}'")
+    return CheckpointData(
+        path=path,
+        family=found,
+        config=payload.get("config") or {},
+        state_dict=payload["state_dict"],
+        label_map=payload.get("label_map"),
+        versions=payload.get("versions") or {},
+        extra=payload.get("extra") or {},
+    )
+
+
+def load_state_into(net: nn.Module, ckpt: CheckpointData) -> nn.Module:
+    """Load ``ckpt.state_dict`` into ``net``; shape/key mismatches become one clear error."""
+    try:
+        net.load_state_dict(ckpt.state_dict, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "mismatch"
+        detail = " ".join(str(exc).split())[:240]
+        raise MedclError(f"{ckpt.path}: weights do not fit the network built from its config ({first}: {detail})") from None
+    return net

@@ -1,0 +1,35 @@
+"""Device and precision policy: bf16-mixed on GPUs that support it, fp32 on CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from medcl.errors import MedclError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``"auto"`` -> the first CUDA device when present, else CPU; otherwise ``torch.device(name)``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise MedclError(f"--device {name}: not a device name (use auto, cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MedclError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def gpu_supports_bf16() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def default_precision(accelerator: str = "auto") -> str:
+    """The Lightning precision string medcl uses when the config leaves it unset."""
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if on_gpu and gpu_supports_bf16() else "32-true"
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for inference on ``device`` (None: run in fp32)."""
+    return torch.bfloat16 if device.type == "cuda" and gpu_supports_bf16() else None
