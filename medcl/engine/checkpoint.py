@@ -31,10 +31,10 @@ def versions() -> dict[str, str]:
     import medcl
 
     return {
-        "medcl": medcl.__version__,
-        "torch": torch.__version__,
-        "monai": monai.__version__,
-        "lightning": lightning.__version__,
+        "medcl": str(medcl.__version__),
+        "torch": str(torch.__version__),  # a TorchVersion object, which weights_only loading rejects
+        "monai": str(monai.__version__),
+        "lightning": str(lightning.__version__),
         "python": platform.python_version(),
     }
 
