@@ -1,0 +1,1 @@
+"""Readers and writers: medical images (``medcl.io.image``) and ECG records (``medcl.io.ecg``)."""

@@ -1,0 +1,468 @@
+"""Medical image I/O: NIfTI, NRRD, MHA/MHD and DICOM series via SimpleITK into MONAI ``MetaTensor``.
+
+SimpleITK reports geometry in LPS (ITK/DICOM convention); MONAI and NIfTI use RAS affines. The
+conversion happens in exactly one place, :func:`sitk_affine` (and its inverse
+:func:`affine_to_sitk_geometry` for writing non-NIfTI formats), through MONAI's
+``orientation_ras_lps``. Every reader path validates its input and raises
+:class:`~medcl.errors.MedclError` with one line naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.data import ImageReader, MetaTensor
+from monai.data.utils import orientation_ras_lps
+from monai.transforms import LoadImage, LoadImaged
+from monai.transforms.io.array import SUPPORTED_READERS
+from monai.utils import ensure_tuple
+
+from medcl.errors import MedclError
+from medcl.utils import atomic_write_path
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "DicomSeries",
+    "LoadScand",
+    "SITKReader",
+    "affine_to_sitk_geometry",
+    "inspect_image",
+    "is_image_path",
+    "list_dicom_series",
+    "read_image",
+    "read_sitk_image",
+    "sitk_affine",
+    "write_like",
+]
+
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_DESCRIPTION_TAG = "0008|103e"
+_ITK_PREFIX = re.compile(r"^.*?ERROR:\s*(\w+\(0x[0-9a-fA-F]+\):\s*)?")
+
+
+# --------------------------------------------------------------------------------------- geometry
+
+
+def sitk_affine(image: sitk.Image) -> np.ndarray:
+    """Return the 4x4 RAS voxel-to-world affine of a 3D SimpleITK image (the one LPS->RAS step)."""
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = direction @ np.diag(image.GetSpacing())
+    affine[:3, 3] = image.GetOrigin()
+    return orientation_ras_lps(affine)
+
+
+def affine_to_sitk_geometry(affine: np.ndarray) -> tuple[tuple, tuple, tuple]:
+    """Split a 4x4 RAS affine into SimpleITK ``(spacing, direction, origin)`` (LPS), inverse of `sitk_affine`."""
+    lps = orientation_ras_lps(np.asarray(affine, dtype=np.float64))
+    linear = lps[:3, :3]
+    spacing = np.linalg.norm(linear, axis=0)
+    direction = linear / spacing
+    return tuple(spacing.tolist()), tuple(direction.ravel().tolist()), tuple(lps[:3, 3].tolist())
+
+
+def orientation_code(image: sitk.Image) -> str:
+    """Three-letter orientation (e.g. ``"LPS"``) of the image axes, as SimpleITK/DICOM name it."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+
+
+# --------------------------------------------------------------------------------------- DICOM
+
+
+@dataclass(frozen=True)
+class DicomSeries:
+    """One DICOM series found in a folder: its UID, description (tag 0008|103e) and sorted files."""
+
+    uid: str
+    description: str
+    files: tuple[str, ...]
+
+    def label(self) -> str:
+        """Short human-readable identification used in error messages."""
+        return f"{self.uid} ({self.description!r}, {len(self.files)} files)"
+
+
+def _series_description(first_file: str) -> str:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(first_file)
+    reader.LoadPrivateTagsOn()
+    reader.ReadImageInformation()
+    return reader.GetMetaData(_DESCRIPTION_TAG).strip() if reader.HasMetaDataKey(_DESCRIPTION_TAG) else ""
+
+
+def list_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
+    """List the DICOM series in ``folder`` and its sub-folders (GDCM series UIDs, sorted slices)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise MedclError(f"{folder}: not a folder")
+    found = []
+    for sub in sorted([root, *(p for p in root.rglob("*") if p.is_dir())]):
+        if not any(child.is_file() for child in sub.iterdir()):
+            continue
+        for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(sub)):
+            files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(sub), uid))
+            found.append(DicomSeries(uid, _series_description(files[0]), files))
+    return found
+
+
+def choose_series(folder: str | os.PathLike, series: str | None = None) -> DicomSeries:
+    """Pick one series of ``folder`` by UID or description (case-insensitive); the only one if ``None``."""
+    available = list_dicom_series(folder)
+    if not available:
+        raise MedclError(f"{folder}: no DICOM series found")
+    if series is None:
+        matches = available
+    else:
+        wanted = series.strip().lower()
+        matches = [s for s in available if wanted in (s.uid.lower(), s.description.lower())]
+    if len(matches) == 1:
+        return matches[0]
+    listing = "; ".join(s.label() for s in available)
+    if not matches:
+        raise MedclError(f"{folder}: no DICOM series matches {series!r}; available: {listing}")
+    problem = f"holds {len(matches)} DICOM series" if series is None else f"{series!r} is ambiguous"
+    raise MedclError(f"{folder}: {problem}; choose one by UID or description: {listing}")
+
+
+def _read_dicom_series(folder: Path, series: str | None) -> tuple[sitk.Image, dict[str, Any]]:
+    chosen = choose_series(folder, series)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(chosen.files)
+    image = _execute(reader, folder)
+    return image, {"series_uid": chosen.uid, "series_description": chosen.description}
+
+
+# --------------------------------------------------------------------------------------- files
+
+
+def _first_line(error: Exception) -> str:
+    """The informative line of an ITK exception: its ``ERROR:`` line without the class/address prefix."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    flagged = [ln for ln in lines if "ERROR:" in ln] or lines[-1:] or [type(error).__name__]
+    return _ITK_PREFIX.sub("", flagged[0])
+
+
+def _execute(reader: sitk.ImageFileReader | sitk.ImageSeriesReader, path: os.PathLike) -> sitk.Image:
+    try:
+        return reader.Execute()
+    except RuntimeError as err:
+        raise MedclError(f"{path}: truncated or corrupt image data ({_first_line(err)})") from None
+
+
+def _check_header(path: os.PathLike, dim: int, size: Sequence[int], components: int) -> None:
+    """Reject anything but a scalar, non-empty 3D image (a trailing 4th axis of length 1 is allowed)."""
+    if dim == 4 and size[3] == 1:
+        dim, size = 3, size[:3]
+    if dim != 3:
+        raise MedclError(f"{path}: has {dim} dimensions (size {tuple(size)}); expected a 3D image")
+    if components != 1:
+        raise MedclError(f"{path}: has {components} components per voxel; expected a scalar image")
+    if min(size) == 0:
+        raise MedclError(f"{path}: has zero size {tuple(size)}")
+
+
+def _stored_length(path: Path, needed: int) -> int:
+    """Bytes the file holds once decompressed (gzip trailer size; counted by streaming on mismatch)."""
+    if not path.name.lower().endswith(".gz"):
+        return path.stat().st_size
+    with path.open("rb") as raw:
+        raw.seek(-4, os.SEEK_END)
+        if int.from_bytes(raw.read(4), "little") == needed % 2**32:
+            return needed
+        raw.seek(0)
+        inflater, total = zlib.decompressobj(wbits=31), 0
+        try:
+            while chunk := raw.read(1 << 20):
+                total += len(inflater.decompress(chunk))
+        except zlib.error:
+            pass
+    return total
+
+
+def _check_nifti_voxels(path: Path, nifti: Any) -> None:
+    """Float NIfTI: the NIfTI C library silently zeroes NaN/Inf, so scan the stored voxels with nibabel."""
+    try:
+        voxels = nifti.dataobj.get_unscaled()
+    except (OSError, EOFError, ValueError, zlib.error) as err:
+        raise MedclError(f"{path}: truncated or corrupt image data ({str(err).splitlines()[0]})") from None
+    bad = voxels.size - int(np.count_nonzero(np.isfinite(voxels)))
+    if bad:
+        raise MedclError(f"{path}: contains {bad} NaN/Inf voxels")
+
+
+def _check_nifti_file(path: Path) -> None:
+    """Checks SimpleITK's NIfTI reader skips: zero size, truncation (zero-filled) and NaN/Inf (zeroed)."""
+    import nibabel as nib
+
+    try:
+        nifti = nib.load(path)
+    except Exception:  # noqa: BLE001 - not parseable by nibabel: SimpleITK reports it
+        return
+    header = nifti.header
+    shape = header.get_data_shape()
+    if 0 in shape:
+        raise MedclError(f"{path}: has zero size {tuple(shape)}")
+    if header.get_data_dtype().kind == "f":
+        _check_nifti_voxels(path, nifti)
+        return
+    needed = int(nifti.dataobj.offset) + int(np.prod(shape)) * header.get_data_dtype().itemsize
+    stored = _stored_length(path, needed)
+    if stored < needed:
+        raise MedclError(f"{path}: truncated ({stored} of {needed} bytes)")
+
+
+def _read_file(path: Path) -> sitk.Image:
+    if path.name.lower().endswith(NIFTI_SUFFIXES):
+        _check_nifti_file(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise MedclError(f"{path}: not a readable image ({_first_line(err)})") from None
+    _check_header(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+    image = _execute(reader, path)
+    return image[:, :, :, 0] if image.GetDimension() == 4 else image
+
+
+def _check_voxels(path: os.PathLike, image: sitk.Image) -> None:
+    """Reject a wrong dimension (DICOM series) and NaN/Inf voxels."""
+    _check_header(path, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
+    voxels = sitk.GetArrayViewFromImage(image)
+    if voxels.dtype.kind == "f":
+        bad = voxels.size - int(np.count_nonzero(np.isfinite(voxels)))
+        if bad:
+            raise MedclError(f"{path}: contains {bad} NaN/Inf voxels")
+
+
+def read_sitk_image(
+    path: str | os.PathLike, series: str | None = None
+) -> tuple[sitk.Image, dict[str, Any]]:
+    """Read and validate a 3D scalar image file or DICOM series folder with SimpleITK.
+
+    Args:
+        path: a NIfTI/NRRD/MHA/MHD file, or a folder holding DICOM series (searched recursively).
+        series: DICOM series UID or description, needed when the folder holds several series.
+
+    Returns:
+        The SimpleITK image and extra metadata (``series_uid``/``series_description`` for DICOM).
+
+    Raises:
+        MedclError: missing path, not an image, truncated data, not 3D, not scalar, empty, NaN/Inf.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise MedclError(f"{path}: no such file or folder")
+    if p.is_dir():
+        image, extra = _read_dicom_series(p, series)
+    elif series is not None:
+        raise MedclError(f"{path}: series={series!r} applies only to a DICOM folder")
+    else:
+        image, extra = _read_file(p), {}
+    _check_voxels(path, image)
+    return image, extra
+
+
+# --------------------------------------------------------------------------------------- MONAI
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    """True for a folder (DICOM series) or a file with a supported image suffix."""
+    p = Path(path)
+    return p.is_dir() or p.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+class SITKReader(ImageReader):
+    """MONAI ``ImageReader`` backed by SimpleITK, returning RAS affines like ``NibabelReader``.
+
+    Use as ``LoadImaged(keys, reader=SITKReader())`` or, so that its :class:`MedclError` reaches
+    the caller instead of MONAI falling back to other readers, :class:`LoadScand`. Also registered
+    in MONAI's ``SUPPORTED_READERS`` as ``"sitkreader"`` (tried after MONAI's own readers).
+
+    Args:
+        series: DICOM series UID or description for folders that hold several series.
+    """
+
+    def __init__(self, series: str | None = None) -> None:
+        super().__init__()
+        self.series = series
+
+    def verify_suffix(self, filename: Sequence[os.PathLike] | os.PathLike) -> bool:
+        """Accept folders (DICOM series) and NIfTI/NRRD/MHA/MHD/DICOM files."""
+        return all(is_image_path(f) for f in ensure_tuple(filename))
+
+    def read(self, data: Sequence[os.PathLike] | os.PathLike, **kwargs: Any) -> Any:
+        """Read one path (or several, to be stacked as channels) into validated SimpleITK images."""
+        images = [(str(f), *read_sitk_image(f, self.series)) for f in ensure_tuple(data)]
+        return images if len(images) > 1 else images[0]
+
+    def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
+        """Return the ``(X, Y, Z)`` array (channels stacked first if several) and MONAI metadata."""
+        items = img if isinstance(img, list) else [img]
+        arrays = [sitk.GetArrayFromImage(image).T for _, image, _ in items]
+        metas = [_meta_dict(image, extra) for _, image, extra in items]
+        for (name, _, _), meta in zip(items[1:], metas[1:]):
+            if not torch.allclose(meta["affine"], metas[0]["affine"], atol=1e-4):
+                raise MedclError(f"{name}: geometry differs from {items[0][0]}; cannot stack as channels")
+        if len(arrays) == 1:
+            return arrays[0], metas[0]
+        metas[0]["original_channel_dim"] = 0
+        return np.stack(arrays), metas[0]
+
+
+def _meta_dict(image: sitk.Image, extra: dict[str, Any]) -> dict[str, Any]:
+    """MONAI metadata; arrays as tensors so cached items load with ``torch.load(weights_only=True)``."""
+    affine = torch.from_numpy(sitk_affine(image))
+    return {
+        "affine": affine,
+        "original_affine": affine.clone(),
+        "spatial_shape": torch.tensor(image.GetSize()),
+        "spacing": torch.tensor(image.GetSpacing(), dtype=torch.float64),
+        "space": "RAS",
+        "original_channel_dim": float("nan"),
+        **extra,
+    }
+
+
+class LoadScand(LoadImaged):
+    """``LoadImaged`` that always reads with :class:`SITKReader` (no silent fallback to other readers).
+
+    MONAI's ``LoadImaged`` retries other readers when the chosen one raises, which would let
+    e.g. nibabel load a NaN-filled NIfTI that ``SITKReader`` rejected; here the reader's
+    :class:`MedclError` propagates unchanged.
+
+    Args:
+        keys: keys of the items holding paths.
+        series: DICOM series UID or description.
+        kwargs: passed to ``LoadImaged`` (e.g. ``image_only``, ``ensure_channel_first``, ``dtype``).
+    """
+
+    def __init__(self, keys: Any, series: str | None = None, **kwargs: Any) -> None:
+        self.sitk_reader = SITKReader(series=series)
+        super().__init__(keys, reader=self.sitk_reader, **kwargs)
+
+    def __call__(self, data: Any, reader: ImageReader | None = None) -> Any:
+        return super().__call__(data, reader or self.sitk_reader)
+
+
+def read_image(
+    path: str | os.PathLike, series: str | None = None, dtype: Any = np.float32
+) -> MetaTensor:
+    """Read a 3D scan as a channel-first ``(1, X, Y, Z)`` ``MetaTensor`` with its RAS affine.
+
+    Args:
+        path: NIfTI/NRRD/MHA/MHD file or DICOM folder.
+        series: DICOM series UID or description when the folder holds several.
+        dtype: output dtype (``None`` keeps the stored voxel type, e.g. ``uint8`` labels).
+    """
+    return _loader(dtype)(path, reader=SITKReader(series=series))
+
+
+@functools.cache
+def _loader(dtype: Any) -> LoadImage:
+    return LoadImage(reader=None, image_only=True, ensure_channel_first=True, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------- writing
+
+
+def _spatial_array(array: Any, shape: tuple[int, ...], path: os.PathLike) -> np.ndarray:
+    data = array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
+    if data.ndim == 4 and data.shape[0] == 1:
+        data = data[0]
+    if data.shape != shape:
+        raise MedclError(f"{path}: array shape {data.shape} does not match the reference grid {shape}")
+    return data
+
+
+def _reference_geometry(reference: MetaTensor) -> tuple[np.ndarray, tuple[int, ...]]:
+    affine = reference.affine
+    affine = affine.detach().cpu().numpy() if hasattr(affine, "detach") else np.asarray(affine)
+    return affine.astype(np.float64), tuple(int(s) for s in reference.shape[-3:])
+
+
+def write_like(
+    array: Any, reference: MetaTensor, path: str | os.PathLike, dtype: Any = np.float32
+) -> Path:
+    """Write ``array`` on the exact grid of ``reference`` (affine, spacing, direction), atomically.
+
+    NIfTI outputs are written with nibabel, with sform and qform both set (code 1, scanner) and
+    millimetre units; other suffixes (``.nrrd``, ``.mha``) go through SimpleITK.
+
+    Args:
+        array: ``(X, Y, Z)`` or ``(1, X, Y, Z)`` array/tensor on the reference grid.
+        reference: image whose ``affine`` (RAS) and spatial shape define the grid.
+        path: output file; its suffix picks the format.
+        dtype: voxel type written (e.g. ``np.uint8`` for labels).
+    """
+    import nibabel as nib
+
+    affine, shape = _reference_geometry(reference)
+    data = _spatial_array(array, shape, path).astype(dtype, copy=False)
+    with atomic_write_path(path) as tmp:
+        if Path(path).name.lower().endswith(NIFTI_SUFFIXES):
+            nifti = nib.Nifti1Image(data, affine)
+            nifti.set_sform(affine, code=1)
+            nifti.set_qform(affine, code=1)
+            nifti.header.set_xyzt_units("mm")
+            nib.save(nifti, tmp)
+        else:
+            image = sitk.GetImageFromArray(np.ascontiguousarray(data.T))
+            spacing, direction, origin = affine_to_sitk_geometry(affine)
+            image.SetSpacing(spacing)
+            image.SetDirection(direction)
+            image.SetOrigin(origin)
+            sitk.WriteImage(image, str(tmp), useCompression=True)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------- inspect
+
+
+def inspect_image(path: str | os.PathLike, series: str | None = None) -> dict[str, Any]:
+    """Geometry (SimpleITK x-y-z order), orientation and intensity summary of a scan, as plain JSON types."""
+    image, extra = read_sitk_image(path, series)
+    voxels = sitk.GetArrayViewFromImage(image)
+    p1, p50, p99 = np.percentile(voxels, [1, 50, 99]).tolist()
+    return {
+        "path": str(path),
+        **extra,
+        "shape": list(image.GetSize()),
+        "spacing": list(image.GetSpacing()),
+        "origin": list(image.GetOrigin()),
+        "direction": list(image.GetDirection()),
+        "orientation": orientation_code(image),
+        "affine_ras": sitk_affine(image).tolist(),
+        "dtype": image.GetPixelIDTypeAsString(),
+        "intensity": {
+            "min": float(voxels.min()),
+            "max": float(voxels.max()),
+            "mean": float(voxels.mean()),
+            "std": float(voxels.std()),
+            "p1": p1,
+            "p50": p50,
+            "p99": p99,
+        },
+    }
+
+
+def _register_reader() -> None:
+    """Make ``"sitkreader"`` a MONAI reader name, inserted first so auto-selection tries it last."""
+    if "sitkreader" not in SUPPORTED_READERS:
+        readers = dict(SUPPORTED_READERS)
+        SUPPORTED_READERS.clear()
+        SUPPORTED_READERS.update({"sitkreader": SITKReader, **readers})
+
+
+_register_reader()
