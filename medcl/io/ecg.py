@@ -1,0 +1,352 @@
+"""12-lead ECG input: any WFDB record -> float32 mV, standard lead order, fixed rate and length.
+
+The preprocessing follows ProtoECGNet (Sethi et al., 2025, arXiv:2504.08713) and the PTB-XL
+benchmark (Strodthoff et al., 2021): 12 leads in the order I, II, III, aVR, aVL, aVF, V1-V6,
+resampled to 100 Hz (500 Hz supported) with an anti-aliasing polyphase filter, a zero-phase
+first-order Butterworth high-pass at 0.5 Hz against baseline wander, and 10 s windows.
+
+Length policy (``fit_length``): a longer record is cropped to its first ``n_samples`` samples
+(``crop="start"``, the PTB-XL convention) or to its centre (``crop="center"``); a shorter record is
+zero-padded at the end when it covers at least ``min_fraction`` (default 0.9) of the target, and is
+otherwise rejected with a :class:`~medcl.errors.MedclError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from medcl.errors import MedclError
+
+LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+"""The standard 12 leads in the order every medcl ECG array uses."""
+
+_LEAD_INDEX = {name.lower(): i for i, name in enumerate(LEADS)}
+_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
+_WFDB_SUFFIXES = {".hea", ".mat", ".dat", ".xyz"}
+
+Crop = Literal["start", "center"]
+
+
+@dataclass
+class ECGRecord:
+    """A decoded 12-lead ECG and its header metadata.
+
+    Attributes:
+        signal: float32 array ``(12, n)`` in mV, leads in :data:`LEADS` order.
+        fs: sampling rate of ``signal`` in Hz.
+        record_id: record name (file stem).
+        path: the WFDB record path (without extension).
+        age: age in years, or None when absent/unknown.
+        sex: ``"M"``, ``"F"`` or None.
+        comments: the header's free-text comment lines.
+        dx_snomed: SNOMED-CT codes from a ``# Dx:`` comment (PhysioNet/CinC 2021 convention).
+        scp_codes: the PTB-XL SCP statements equivalent to ``dx_snomed`` (see :func:`snomed_to_scp`).
+        source_fs: sampling rate of the file.
+        source_n_samples: number of samples in the file.
+    """
+
+    signal: np.ndarray
+    fs: float
+    record_id: str
+    path: Path
+    age: float | None = None
+    sex: str | None = None
+    comments: list[str] = field(default_factory=list)
+    dx_snomed: list[str] = field(default_factory=list)
+    scp_codes: list[str] = field(default_factory=list)
+    source_fs: float = 0.0
+    source_n_samples: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        """Duration of ``signal`` in seconds."""
+        return self.signal.shape[-1] / self.fs
+
+
+def record_name(path: str | os.PathLike) -> str:
+    """The WFDB record path of ``path`` as a string (``x.hea``, ``x.mat``, ``x.dat`` or ``x`` -> ``x``)."""
+    text = os.fspath(path)
+    stem, ext = os.path.splitext(text)
+    return stem if ext.lower() in _WFDB_SUFFIXES else text
+
+
+def record_base(path: str | os.PathLike) -> Path:
+    """The WFDB record path of ``path`` (see :func:`record_name`)."""
+    return Path(record_name(path))
+
+
+def _read_header(base: Path) -> Any:
+    import wfdb
+
+    if not base.with_suffix(".hea").is_file():
+        raise MedclError(f"{base}.hea: WFDB header not found")
+    try:
+        return wfdb.rdheader(str(base))
+    except Exception as exc:  # wfdb raises bare Exception/ValueError for malformed headers
+        raise MedclError(f"{base}.hea: malformed WFDB header ({exc})") from exc
+
+
+def _check_signal_files(header: Any, base: Path) -> None:
+    """Check that every signal file the header names exists and holds exactly ``sig_len`` frames.
+
+    A file shorter than the header's samples, or holding at least one whole extra frame, means that
+    header and data disagree. Formats without a fixed sample size (compressed FLAC) are not checked.
+    """
+    from wfdb.io._signal import BYTES_PER_SAMPLE
+
+    frame: dict[str, float] = {}
+    offsets: dict[str, int] = {}
+    for fname, fmt, offset in zip(header.file_name, header.fmt, header.byte_offset or [None] * header.n_sig):
+        frame[fname] = frame.get(fname, 0.0) + BYTES_PER_SAMPLE.get(str(fmt), math.nan)
+        offsets[fname] = int(offset or 0)
+    for fname, frame_bytes in frame.items():
+        data = base.parent / fname
+        if not data.is_file():
+            raise MedclError(f"{base}.hea: names signal file {fname}, which does not exist")
+        if math.isnan(frame_bytes):
+            continue
+        expected = math.ceil(frame_bytes * header.sig_len) + offsets[fname]
+        size = data.stat().st_size
+        if size < expected or size - expected >= frame_bytes:
+            raise MedclError(
+                f"{data}: holds {size} bytes but the header's {header.sig_len} samples "
+                f"need {expected}; header and data disagree"
+            )
+
+
+def _read_record(base: Path) -> Any:
+    """Read a WFDB record with wfdb (any format it supports, multi-file records included).
+
+    The header is parsed once (by ``rdrecord``); when reading fails, the header and the signal
+    files are examined to report the precise problem. File sizes are checked in every case.
+    """
+    import wfdb
+
+    try:
+        rec = wfdb.rdrecord(str(base))
+    except Exception as exc:  # wfdb raises bare Exception/ValueError/FileNotFoundError
+        header = _read_header(base)
+        _check_signal_files(header, base)
+        raise MedclError(f"{base}: cannot read WFDB signals ({exc})") from exc
+    if not rec.sig_len or rec.p_signal is None:
+        raise MedclError(f"{base}.hea: record has no signals or no samples")
+    _check_signal_files(rec, base)
+    return rec
+
+
+def lead_indices(names: list[str], where: str | Path) -> np.ndarray:
+    """Indices of the 12 standard leads in ``names`` (case-insensitive; extra leads ignored).
+
+    Raises:
+        MedclError: naming every standard lead that is missing.
+    """
+    position: dict[int, int] = {}
+    for i, name in enumerate(names):
+        j = _LEAD_INDEX.get(str(name).strip().lower())
+        if j is not None:
+            position.setdefault(j, i)
+    missing = [lead for j, lead in enumerate(LEADS) if j not in position]
+    if missing:
+        raise MedclError(f"{where}: missing leads {', '.join(missing)} (file has {', '.join(names)})")
+    return np.array([position[j] for j in range(len(LEADS))])
+
+
+def unit_factors(units: list[str | None], where: str | Path) -> np.ndarray:
+    """Per-channel factors converting the header's physical units to mV (missing unit = mV)."""
+    factors = []
+    for unit in units:
+        key = (unit or "mV").strip().lower()
+        if key not in _UNIT_TO_MV:
+            raise MedclError(f"{where}: unsupported signal unit {unit!r}; expected mV, uV or V")
+        factors.append(_UNIT_TO_MV[key])
+    return np.asarray(factors)
+
+
+def resample(signal: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
+    """Resample along the last axis with scipy's anti-aliasing polyphase filter (``resample_poly``)."""
+    from scipy.signal import resample_poly
+
+    if fs_in == fs_out:
+        return signal
+    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
+    return resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1)
+
+
+def highpass(signal: np.ndarray, fs: float, cutoff: float = 0.5) -> np.ndarray:
+    """Zero-phase first-order Butterworth high-pass (``sosfiltfilt``) along the last axis."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(1, cutoff, btype="highpass", fs=fs, output="sos")
+    return sosfiltfilt(sos, signal, axis=-1)
+
+
+def fit_length(
+    signal: np.ndarray, n_samples: int, where: str | Path, crop: Crop = "start", min_fraction: float = 0.9
+) -> np.ndarray:
+    """Crop or zero-pad ``signal`` to ``n_samples`` along the last axis (policy in the module doc).
+
+    Raises:
+        MedclError: when the record is shorter than ``min_fraction * n_samples``.
+    """
+    n = signal.shape[-1]
+    if n >= n_samples:
+        start = 0 if crop == "start" else (n - n_samples) // 2
+        return signal[..., start : start + n_samples]
+    if n < min_fraction * n_samples:
+        raise MedclError(
+            f"{where}: record has {n} samples after resampling; needs at least "
+            f"{math.ceil(min_fraction * n_samples)} of {n_samples} (shorter records are not padded)"
+        )
+    pad = [(0, 0)] * (signal.ndim - 1) + [(0, n_samples - n)]
+    return np.pad(signal, pad)
+
+
+def parse_comments(comments: list[str]) -> dict[str, Any]:
+    """Parse ``Key: value`` header comments into ``age``, ``sex`` and ``dx_snomed``.
+
+    Understands the PhysioNet/CinC 2021 lines (``Age: 59``, ``Sex: Female``, ``Dx: 1649..,4267..``)
+    and the PTB Diagnostic ones (``age: 81``, ``sex: female``), case-insensitively.
+    """
+    fields: dict[str, str] = {}
+    for line in comments:
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    age = _parse_age(fields.get("age"))
+    sex = _parse_sex(fields.get("sex"))
+    dx = [c for c in re.split(r"[,\s]+", fields.get("dx", "")) if c]
+    return {"age": age, "sex": sex, "dx_snomed": dx}
+
+
+def _parse_age(value: str | None) -> float | None:
+    try:
+        age = float(value) if value is not None else math.nan
+    except ValueError:
+        return None
+    return None if math.isnan(age) or age < 0 else age
+
+
+def _parse_sex(value: str | None) -> str | None:
+    head = (value or "").strip().lower()[:1]
+    return {"m": "M", "f": "F"}.get(head)
+
+
+@functools.lru_cache(maxsize=1)
+def snomed_scp_table() -> dict[str, str]:
+    """SNOMED-CT code -> PTB-XL SCP code, for codes with an unambiguous SCP equivalent.
+
+    Source: ``medcl/resources/snomed_to_scp.csv`` (built from the PhysioNet/CinC 2021 mapping
+    tables, BSD-2, checked by hand against the PTB-XL statement list; see resources/README.md).
+    """
+    text = resources.files("medcl.resources").joinpath("snomed_to_scp.csv").read_text()
+    return {row["snomed_code"]: row["scp_code"] for row in csv.DictReader(text.splitlines())}
+
+
+def snomed_to_scp(codes: list[str]) -> list[str]:
+    """Map SNOMED-CT codes to PTB-XL SCP codes, dropping codes without an equivalent (order kept)."""
+    table = snomed_scp_table()
+    return list(dict.fromkeys(table[c] for c in codes if c in table))
+
+
+def preprocess(
+    signal: np.ndarray,
+    fs_in: float,
+    fs: float,
+    n_samples: int | None,
+    highpass_hz: float | None,
+    where: str | Path,
+    crop: Crop = "start",
+    min_fraction: float = 0.9,
+) -> np.ndarray:
+    """Resample, high-pass and crop/pad a ``(12, n)`` mV array; returns float32."""
+    if not np.isfinite(signal).all():
+        bad = [LEADS[i] for i in np.flatnonzero(~np.isfinite(signal).all(axis=-1))]
+        raise MedclError(f"{where}: signal has NaN/inf samples in leads {', '.join(bad)}")
+    out = resample(signal, fs_in, fs)
+    if highpass_hz:
+        out = highpass(out, fs, highpass_hz)
+    if n_samples is not None:
+        out = fit_length(out, n_samples, where, crop, min_fraction)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def read_ecg(
+    path: str | Path,
+    fs: float | None = 100,
+    n_samples: int | None = None,
+    highpass: float | None = 0.5,
+    crop: Crop = "start",
+    min_fraction: float = 0.9,
+) -> ECGRecord:
+    """Read a WFDB record as a preprocessed 12-lead ECG.
+
+    Args:
+        path: record path with or without extension (``.hea``/``.mat``/``.dat``).
+        fs: target sampling rate in Hz (100 default; 500 supported; any rate works; None keeps
+            the file's rate).
+        n_samples: target length; None keeps the resampled length.
+        highpass: high-pass cut-off in Hz (0.5 per ProtoECGNet); None or 0 disables it.
+        crop: which window a longer record keeps (``"start"`` or ``"center"``).
+        min_fraction: shortest record, as a fraction of ``n_samples``, that is zero-padded.
+
+    Returns:
+        The :class:`ECGRecord` (signal float32 ``(12, n)`` mV in :data:`LEADS` order).
+
+    Raises:
+        MedclError: missing/corrupt files, missing leads, unknown units, NaNs, too-short records.
+    """
+    base = record_base(path)
+    rec = _read_record(base)
+    idx = lead_indices(list(rec.sig_name), base)
+    mv = rec.p_signal[:, idx].T * unit_factors([rec.units[i] for i in idx], base)[:, None]
+    fs = float(rec.fs) if fs is None else float(fs)
+    signal = preprocess(mv, float(rec.fs), fs, n_samples, highpass, base, crop, min_fraction)
+    meta = parse_comments(list(rec.comments))
+    return ECGRecord(
+        signal=signal,
+        fs=fs,
+        record_id=base.name,
+        path=base,
+        comments=list(rec.comments),
+        scp_codes=snomed_to_scp(meta["dx_snomed"]),
+        source_fs=float(rec.fs),
+        source_n_samples=int(rec.sig_len),
+        **meta,
+    )
+
+
+def inspect_ecg(path: str | Path) -> dict[str, Any]:
+    """Describe a WFDB record from its header alone (for ``medcl data inspect``).
+
+    Returns:
+        ``{"record_id", "path", "fs", "n_samples", "duration_s", "leads" (names as in the file),
+        "units", "files", "age", "sex", "dx_snomed", "scp_codes", "comments"}``.
+    """
+    base = record_base(path)
+    header = _read_header(base)
+    meta = parse_comments(list(header.comments or []))
+    fs = float(header.fs)
+    return {
+        "record_id": base.name,
+        "path": str(base),
+        "fs": fs,
+        "n_samples": int(header.sig_len or 0),
+        "duration_s": (header.sig_len or 0) / fs,
+        "leads": list(header.sig_name or []),
+        "units": list(header.units or []),
+        "files": list(dict.fromkeys(header.file_name or [])),
+        **meta,
+        "scp_codes": snomed_to_scp(meta["dx_snomed"]),
+        "comments": list(header.comments or []),
+    }
