@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from medcl.pipelines.bench.data_image import bench_image_io
 
 torch.set_num_threads(1)

@@ -1,0 +1,209 @@
+"""``medcl ecg report``: ProtoECGNet predictions -> clinician HTML reports, an index and report.json.
+
+Flow for a batch: expand folders to WFDB records; read every record (a record that cannot be read
+is listed as a failure and the batch goes on); one :func:`medcl.pipelines.ecg.predict` pass over
+the readable records; one batched captum Integrated-Gradients call over every (record, finding)
+pair; then :func:`medcl.explain.report.write_report_batch` renders the pages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medcl.errors import MedclError
+
+MODEL_FS = 100.0
+MODEL_SAMPLES = 1000
+DISPLAY_FS = 250.0
+_SUFFIXES = (".hea", ".mat", ".dat")
+
+
+def expand_records(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """Record paths from files/record names and folders (every ``*.hea`` below a folder, sorted)."""
+    out: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(str(h.with_suffix("")) for h in p.rglob("*.hea"))
+            if not found:
+                raise MedclError(f"{p}: folder holds no WFDB header (*.hea)")
+            out += found
+        else:
+            out.append(str(p.with_suffix("")) if p.suffix.lower() in _SUFFIXES else str(p))
+    return list(dict.fromkeys(out))
+
+
+def read_inputs(
+    records: Sequence[str], fs: float = MODEL_FS, n_samples: int | None = MODEL_SAMPLES,
+    highpass: float | None = 0.5, display_fs: float = DISPLAY_FS,
+) -> tuple[dict, dict, list[dict]]:
+    """Read each record for display and as the model sees it; unreadable ones become failure entries.
+
+    Returns:
+        ``(ecgs: record -> ECGInput, model_signals: record -> (12, n_samples) float32, failures)``.
+    """
+    from medcl.explain.report import ECGInput
+    from medcl.io.ecg import read_ecg
+
+    ecgs, signals, failures = {}, {}, []
+    for rec in records:
+        try:
+            shown = read_ecg(rec, fs=display_fs, highpass=highpass)
+            signals[rec] = read_ecg(rec, fs=fs, n_samples=n_samples, highpass=highpass).signal
+        except MedclError as exc:
+            failures.append({"record": rec, "error": str(exc)})
+            continue
+        except Exception as exc:  # a reader bug on an odd file: reported per record, the batch goes on
+            failures.append({"record": rec, "error": f"{rec}: cannot read record ({type(exc).__name__}: {exc})"})
+            continue
+        ecgs[rec] = ECGInput(rec, shown.signal, shown.fs, list(shown.comments))
+    return ecgs, signals, failures
+
+
+def source_lookup(roots: Sequence[str | os.PathLike], display_fs: float = DISPLAY_FS) -> Callable:
+    """Resolve a prototype's ``source_record`` to ``(signal, fs)``: a WFDB path as stored, or below a root.
+
+    Returns None for sources that cannot be found (the report then says so); results are cached.
+    """
+    import functools
+
+    from medcl.io.ecg import read_ecg
+
+    @functools.lru_cache(maxsize=512)
+    def lookup(source: str) -> tuple[np.ndarray, float] | None:
+        for base in [Path(source), *(Path(r) / source for r in roots)]:
+            if base.with_suffix(".hea").is_file() or Path(f"{base}.hea").is_file():
+                try:
+                    rec = read_ecg(base, fs=display_fs)
+                except MedclError:
+                    return None
+                return rec.signal, rec.fs
+        return None
+
+    return lookup
+
+
+@dataclass
+class ReportModel:
+    """The trained network as the attributions need it.
+
+    Attributes:
+        forward: ``(B, 12, T) -> (B, L)`` probabilities of the checkpoint's output head (fusion or
+            branch classifiers), the quantity the report's findings are thresholded on.
+        device: where the network lives (inputs are moved there).
+        fs, n_samples, highpass: how the model reads a record.
+        labels: the output codes in column order.
+    """
+
+    forward: Callable
+    device: Any
+    fs: float
+    n_samples: int | None
+    highpass: float | None
+    labels: list[str]
+
+
+def load_report_model(checkpoint: str | os.PathLike, device: str = "auto") -> ReportModel:
+    """Load a ProtoECGNet checkpoint for attributions (eval mode, on ``device``)."""
+    from medcl.engine.device import pick_device
+    from medcl.pipelines.ecg_train import head_probabilities, load_model
+
+    net, cfg, labels, extra = load_model(checkpoint)
+    dev = pick_device(device)
+    net = net.to(dev).eval()
+    head = extra.get("head", "branches")
+
+    def forward(x: Any) -> Any:
+        return head_probabilities(net, net(x), head)
+
+    n_samples = cfg.data.n_samples or int(10 * cfg.data.fs)
+    return ReportModel(forward, dev, float(cfg.data.fs), n_samples, cfg.data.highpass, list(labels))
+
+
+def attribute(
+    predictions: dict, signals: dict[str, np.ndarray], forward: Callable, ig_steps: int = 32,
+    internal_batch_size: int = 64, device: Any = None,
+) -> dict[tuple[str, str], np.ndarray]:
+    """Integrated Gradients for every (record, finding) pair of ``predictions``, in one batched call."""
+    import torch
+
+    from medcl.explain.ecg_attribution import integrated_gradients
+
+    index = {code: k for k, code in enumerate(predictions["labels"])}
+    order = [r["record"] for r in predictions["records"]]
+    pairs = [(i, r["record"], f["code"]) for i, r in enumerate(predictions["records"]) for f in r["findings"]]
+    if not pairs:
+        return {}
+    device = device or torch.device("cpu")
+    batch = torch.from_numpy(np.stack([signals[rec] for rec in order])).to(device)
+    attr = integrated_gradients(forward, batch, [p[0] for p in pairs], [index[p[2]] for p in pairs],
+                                n_steps=ig_steps, internal_batch_size=internal_batch_size)
+    return {(rec, code): a for (_, rec, code), a in zip(pairs, attr)}
+
+
+def write_pdfs(out_dir: Path, names: Sequence[str]) -> list[Path]:
+    """Print each report page to PDF with headless Chromium (``--pdf``)."""
+    from medcl.explain.browser import Chromium, find_chromium, print_pdf
+
+    if find_chromium() is None:
+        raise MedclError("--pdf: needs headless Chromium (Debian package 'chromium'; `make browser`)")
+    with Chromium() as chrome:
+        return [print_pdf(out_dir / n, (out_dir / n).with_suffix(".pdf"), chrome) for n in names]
+
+
+def write_reports(
+    records: Sequence[str | os.PathLike],
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    batch_size: int = 32,
+    ig_steps: int = 32,
+    source_roots: Sequence[str | os.PathLike] = (),
+    pdf: bool = False,
+) -> Path:
+    """Write one HTML report per ECG, ``index.html`` and ``report.json`` into ``out_dir``.
+
+    Args:
+        records: WFDB record paths (with or without extension) or folders of records.
+        checkpoint: a ProtoECGNet checkpoint (``medcl ecg train``).
+        out_dir: output folder.
+        batch_size: model batch size of the prediction pass.
+        ig_steps: Integrated Gradients integration steps.
+        source_roots: folders where prototype source records (training ECGs) are looked up.
+        pdf: also print every report to PDF with headless Chromium.
+
+    Returns:
+        Path of ``index.html``.
+    """
+    from medcl.explain.report import write_report_batch
+    from medcl.pipelines.ecg import predict
+    from medcl.utils import ensure_output_dir
+
+    paths = expand_records(records)
+    out = ensure_output_dir(out_dir, paths)
+    model = load_report_model(checkpoint)
+    ecgs, signals, failures = read_inputs(paths, model.fs, model.n_samples, model.highpass)
+    predictions: dict = {"labels": [], "thresholds": {}, "records": []}
+    if ecgs:
+        predictions = predict(list(ecgs), checkpoint, out_dir=None, batch_size=batch_size)
+        failures += predictions.pop("errors", [])
+    attributions = attribute(predictions, signals, model.forward, ig_steps, device=model.device)
+    index = write_report_batch(
+        predictions, ecgs, out, attributions=attributions, sources=source_lookup(source_roots),
+        failures=failures, extra={"checkpoint": str(checkpoint)},
+    )
+    if pdf:
+        write_pdfs(out, [r["html"] for r in _ok_entries(out)])
+    return index
+
+
+def _ok_entries(out: Path) -> list[dict]:
+    import json
+
+    return [e for e in json.loads((out / "report.json").read_text())["records"] if e["status"] == "ok"]
