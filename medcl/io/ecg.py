@@ -105,6 +105,8 @@ def _check_signal_files(header: Any, base: Path) -> None:
     """
     from wfdb.io._signal import BYTES_PER_SAMPLE
 
+    if not header.n_sig or not header.file_name:
+        raise MedclError(f"{base}.hea: header declares no signal lines")
     frame: dict[str, float] = {}
     offsets: dict[str, int] = {}
     for fname, fmt, offset in zip(header.file_name, header.fmt, header.byte_offset or [None] * header.n_sig):

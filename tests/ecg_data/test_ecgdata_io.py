@@ -181,3 +181,9 @@ def test_comment_parsing_and_snomed_table() -> None:
         "1AVB", "STACH", "SBRAD", "LVH", "INVT"
     ]
     assert snomed_to_scp(["164865005", "39732003"]) == []  # MI (ambiguous) and axis: no SCP equivalent
+
+
+def test_header_without_signal_lines(tmp_path: Path) -> None:
+    (tmp_path / "bad.hea").write_text("bad 12 500 5000\n")
+    with pytest.raises(MedclError, match="bad.hea: header declares no signal lines"):
+        read_ecg(tmp_path / "bad.hea")
