@@ -1,19 +1,38 @@
-"""Shared training engine on Lightning: trainer factory, checkpoints, seeding, distributed helpers."""
+"""Shared training engine on Lightning: trainer factory, checkpoints, seeding, distributed helpers.
 
-from medcl.engine.checkpoint import CheckpointData, MedclModule, load_model_checkpoint, load_state_into
-from medcl.engine.device import default_precision, pick_device
-from medcl.engine.seed import seed_everything
-from medcl.engine.trainer import build_trainer, checkpoint_path, fit
+Names are resolved lazily (PEP 562) so that inference code importing, say,
+:func:`load_model_checkpoint` or :func:`pick_device` does not pay for importing Lightning.
+"""
 
-__all__ = [
-    "CheckpointData",
-    "MedclModule",
-    "build_trainer",
-    "checkpoint_path",
-    "default_precision",
-    "fit",
-    "load_model_checkpoint",
-    "load_state_into",
-    "pick_device",
-    "seed_everything",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CheckpointData": "medcl.engine.checkpoint",
+    "MedclModule": "medcl.engine.module",
+    "load_model_checkpoint": "medcl.engine.checkpoint",
+    "load_state_into": "medcl.engine.checkpoint",
+    "default_precision": "medcl.engine.device",
+    "pick_device": "medcl.engine.device",
+    "autocast_dtype": "medcl.engine.device",
+    "seed_everything": "medcl.engine.seed",
+    "build_trainer": "medcl.engine.trainer",
+    "checkpoint_path": "medcl.engine.trainer",
+    "fit": "medcl.engine.trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'medcl.engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

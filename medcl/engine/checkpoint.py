@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 
@@ -25,64 +24,23 @@ FAMILIES = ("sepclr", "zones", "ecg")
 
 def versions() -> dict[str, str]:
     """Versions stored with every checkpoint (and printed by ``medcl info``)."""
-    import lightning
-    import monai
+    from importlib.metadata import PackageNotFoundError, version
 
     import medcl
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
     return {
         "medcl": str(medcl.__version__),
         "torch": str(torch.__version__),  # a TorchVersion object, which weights_only loading rejects
-        "monai": str(monai.__version__),
-        "lightning": str(lightning.__version__),
+        "monai": installed("monai"),
+        "lightning": installed("lightning"),
         "python": platform.python_version(),
     }
-
-
-class MedclModule(L.LightningModule):
-    """Base LightningModule of every family.
-
-    Subclasses set ``family`` (class attribute), ``self.net`` (the plain ``nn.Module`` that is
-    exported), ``self.medcl_config`` (resolved config as a JSON-able dict), ``self.label_map`` and,
-    when needed, ``self.medcl_extra`` (tensors/lists/primitives only).
-    """
-
-    family: str = ""
-
-    def __init__(
-        self,
-        net: nn.Module | None = None,
-        config: dict[str, Any] | None = None,
-        label_map: dict[str, int] | None = None,
-    ) -> None:
-        super().__init__()
-        if net is not None:
-            self.net = net
-        self.medcl_config: dict[str, Any] = config or {}
-        self.label_map: dict[str, int] | None = label_map
-        self.medcl_extra: dict[str, Any] = {}
-
-    def medcl_payload(self) -> dict[str, Any]:
-        if not self.family:
-            raise RuntimeError(f"{type(self).__name__} must set the class attribute 'family'")
-        return {
-            "family": self.family,
-            "config": self.medcl_config,
-            "label_map": self.label_map,
-            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            "versions": versions(),
-            "extra": self.medcl_extra,
-        }
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["medcl"] = self.medcl_payload()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        payload = checkpoint.get("medcl")
-        if payload is not None and payload.get("family") != self.family:
-            raise MedclError(f"checkpoint is of family '{payload.get('family')}', expected '{self.family}'")
-        if payload is not None:
-            self.medcl_extra = payload.get("extra", {}) or {}
 
 
 @dataclass

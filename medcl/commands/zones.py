@@ -1,0 +1,62 @@
+"""``medcl zones``: segment new scans, evaluate label maps, train (handlers import lazily)."""
+
+from __future__ import annotations
+
+import argparse
+
+from medcl.commands import add_command, add_group
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from medcl.pipelines.zones_segment import segment
+
+    rows = segment(
+        args.inputs, args.checkpoint, args.out, tta=not args.no_tta, device=args.device,
+        sw_batch_size=args.sw_batch_size, overlap=args.overlap, roi_mm=args.roi_mm,
+    )
+    failed = [r for r in rows if r["status"] != "ok"]
+    print(f"medcl: segmented {len(rows) - len(failed)} of {len(rows)} scans into {args.out}")
+    return 1 if failed else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from medcl.pipelines.zones_segment import evaluate
+
+    summary = evaluate(args.pred_dir, args.ref_dir, args.out)
+    for zone, s in summary["zones"].items():
+        print(f"{zone}: Dice {s['dice_mean']} over {s['n_dice']}; MASD {s['masd_mm_mean']} mm; "
+              f"HD95 {s['hd95_mm_mean']} mm; empty pred/ref/both {s['n_pred_empty']}/{s['n_ref_empty']}/{s['n_both_empty']}")
+    return 1 if summary["n_failed"] else 0
+
+
+def _add_segment(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "segment", "segment prostate zones of scans (files or DICOM series folders)", _segment)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/NRRD/MHA files or DICOM series folders")
+    p.add_argument("--checkpoint", required=True, help="zones checkpoint (.ckpt) from `medcl zones train`")
+    p.add_argument("--out", required=True, help="output folder (not an input's folder)")
+    p.add_argument("--device", default="auto", help="auto (GPU if present, else CPU), cpu, cuda, cuda:1")
+    p.add_argument("--sw-batch-size", type=int, default=2, help="sliding windows per forward pass")
+    p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap in [0, 1)")
+    p.add_argument("--no-tta", action="store_true", help="disable left-right flip test-time augmentation")
+    p.add_argument("--roi-mm", type=float, nargs=3, default=(80.0, 80.0, 120.0), metavar=("LR", "AP", "SI"),
+                   help="centred region of interest in mm (default 80 80 120)")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "evaluate", "Dice/MASD/HD95 per zone of <case>_zones.nii.gz against references", _evaluate)
+    p.add_argument("pred_dir", help="folder with <case>_zones.nii.gz")
+    p.add_argument("ref_dir", help="folder with reference label maps <case>.nii[.gz]")
+    p.add_argument("--out", required=True, help="folder for per_zone.csv, per_case.csv, summary.json")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sub = add_group(subparsers, "zones", "prostate zone segmentation: train, segment, evaluate")
+    try:
+        from medcl.commands.zones_train import register_train
+    except ModuleNotFoundError as exc:
+        if exc.name != "medcl.commands.zones_train":
+            raise
+    else:
+        register_train(sub)
+    _add_segment(sub)
+    _add_evaluate(sub)

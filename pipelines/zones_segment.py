@@ -1,0 +1,427 @@
+"""Prostate zone segmentation of new scans, and evaluation of label maps against references.
+
+Inference (design section 2; Meyer et al., ISBI 2019): read a NIfTI/NRRD/MHA file or a DICOM
+series folder (:func:`medcl.io.image.read_image`), reorient to RAS, scale intensities to the
+1st-99th percentile, crop the region of interest, resample it to 0.5 x 0.5 x 3.0 mm (the shared
+recipe of :mod:`medcl.transforms.geometry`), run MONAI ``sliding_window_inference`` with Gaussian
+blending and left-right flip test-time augmentation, invert the probabilities onto the input
+grid with ``Invertd`` before the argmax, and post-process (largest component per zone,
+signed-distance gap filling, :mod:`medcl.postprocess`). Per case it writes
+``<case>_zones.nii.gz``, ``<case>_uncertainty.nii.gz``, ``<case>_volumes.json``,
+``<case>_sectors.nii.gz`` + ``<case>_sectors.json`` and ``<case>_qc.png``; a batch writes
+``summary.csv``.
+
+Region of interest: the prostate lies near the centre of a prostate T2 field of view, so the
+network only sees a physical box of ``roi_mm`` (default 80 x 80 mm in the axial plane, up to
+120 mm cranio-caudally) centred on the field of view of the RAS-reoriented scan (MONAI
+``CenterSpatialCropd``, inverted with the other steps); outside the box the probabilities are
+background. Only the box is resampled, and a 384 x 384 x 19 scan needs one network window per
+flip.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.inferers import sliding_window_inference
+from monai.transforms import CenterSpatialCropd, Compose, EnsureChannelFirstd
+from torch import nn
+
+from medcl.errors import MedclError
+from medcl.postprocess.sectors import sector_lut, sector_map
+from medcl.postprocess.volumes import ZONE_NAMES, zone_volumes
+from medcl.postprocess.zones import clean_zones
+from medcl.transforms.geometry import DEFAULT_PIXDIM, canonical_transforms, invert_to_input, percentile_scale
+from medcl.utils import atomic_write_path, ensure_output_dir, write_json
+
+DEFAULT_ROI_MM: tuple[float, float, float] = (80.0, 80.0, 120.0)
+DEFAULT_MAX_WINDOW: tuple[int, int, int] = (160, 160, 48)
+OUTPUT_SUFFIXES: tuple[str, ...] = (
+    "_zones.nii.gz", "_uncertainty.nii.gz", "_volumes.json", "_sectors.nii.gz", "_sectors.json", "_qc.png"
+)
+QC_COLOURS: tuple[str, ...] = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8")
+
+
+# ----------------------------------------------------------------------------------- the model
+
+
+@dataclass
+class ZonesSegmenter:
+    """A zones network plus the inference settings.
+
+    Attributes:
+        net: any zones network with ``zone_probabilities(x) -> (probs (B,5,...), unc (B,1,...))``.
+        device: where the network runs.
+        tta: average with the left-right flipped scan (axis 0 of the RAS grid).
+        sw_batch_size: windows per forward pass.
+        overlap: sliding-window overlap.
+        pixdim: canonical voxel size in mm.
+        roi_mm: size of the centred region of interest in mm (RAS axes).
+        max_window: largest sliding window in voxels (rounded to the network's size divisor).
+        names: label value -> zone name.
+    """
+
+    net: nn.Module
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    tta: bool = True
+    sw_batch_size: int = 2
+    overlap: float = 0.25
+    pixdim: tuple[float, ...] = DEFAULT_PIXDIM
+    roi_mm: tuple[float, ...] = DEFAULT_ROI_MM
+    max_window: tuple[int, ...] = DEFAULT_MAX_WINDOW
+    names: dict[int, str] = field(default_factory=lambda: dict(ZONE_NAMES))
+
+    def __post_init__(self) -> None:
+        self.net = self.net.to(self.device).eval()
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | os.PathLike, device: str = "auto", **kwargs: Any) -> ZonesSegmenter:
+        """Build the network from a medcl ``zones`` checkpoint (safe load) and wrap it.
+
+        The label map and the training voxel size (``data.pixdim``) come from the checkpoint.
+        """
+        from medcl.engine import load_model_checkpoint, load_state_into, pick_device
+        from medcl.nets.dualpath import build_zones_net
+
+        ckpt = load_model_checkpoint(checkpoint, "zones")
+        net = load_state_into(build_zones_net(ckpt.config.get("model")), ckpt)
+        names = _zone_names(ckpt.label_map)
+        pixdim = tuple((ckpt.config.get("data") or {}).get("pixdim") or DEFAULT_PIXDIM)
+        return cls(net=net, device=pick_device(device), names=names, pixdim=pixdim, **kwargs)
+
+    @property
+    def divisor(self) -> list[int]:
+        """Per-axis size the network input must be divisible by."""
+        spec = getattr(self.net, "spec", None)
+        return list(getattr(spec, "divisor", (16, 16, 16)))
+
+    def window(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """Sliding-window size: the ROI rounded up to the divisor, capped at ``max_window``."""
+        return tuple(
+            min(_round_up(w, d), _round_up(s, d)) for s, w, d in zip(shape, self.max_window, self.divisor)
+        )
+
+    def native_roi(self, affine: Any) -> list[int]:
+        """ROI size in voxels of the RAS-reoriented input grid (``roi_mm`` over each axis's voxel size)."""
+        import nibabel as nib
+
+        ras_axis = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))[:, 0].astype(int)
+        roi = np.empty(3, dtype=np.int64)
+        roi[ras_axis] = np.ceil(np.asarray(self.roi_mm)[ras_axis] / voxel_spacing(affine))
+        return roi.tolist()
+
+    def preprocessing(self, affine: Any) -> Compose:
+        """Reorient, scale intensities, crop the centred ROI, resample it (invertible with ``Invertd``).
+
+        The chain is the shared geometry recipe (:func:`medcl.transforms.geometry.canonical_transforms`)
+        with the percentile scaling and the ROI crop inserted before the resampling, so only the
+        ROI is resampled. It is applied to the channel-first image of
+        :func:`medcl.io.image.read_image`, so the recipe's ``EnsureChannelFirstd`` is left out.
+        """
+        orient, spacing = [t for t in canonical_transforms("image", pixdim=self.pixdim)
+                           if not isinstance(t, EnsureChannelFirstd)]
+        crop = CenterSpatialCropd("image", roi_size=self.native_roi(affine))
+        return Compose([orient, percentile_scale("image"), crop, spacing])
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        probs, uncertainty = self.net.zone_probabilities(x)
+        return torch.cat([probs.float(), uncertainty.float()], dim=1)
+
+    @torch.inference_mode()
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities and uncertainty ``(1, 6, ...)`` on the canonical grid for ``x`` ``(1, 1, ...)``.
+
+        Flip TTA runs the scan and its left-right mirror as one batch and averages the
+        un-flipped outputs.
+        """
+        x = x.to(self.device, torch.float32)
+        batch = torch.cat([x, x.flip(2)]) if self.tta else x
+        dtype = _autocast_dtype(self.device)
+        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = sliding_window_inference(
+                batch, self.window(x.shape[2:]), self.sw_batch_size, self._predict, overlap=self.overlap,
+                mode="gaussian",
+            ).float()
+        return 0.5 * (out[:1] + out[1:].flip(2)) if self.tta else out
+
+    def predict(self, image: MetaTensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zone probabilities ``(5, X, Y, Z)`` and uncertainty ``(X, Y, Z)`` on the grid of ``image``.
+
+        Args:
+            image: a channel-first ``(1, X, Y, Z)`` scan with its RAS affine (``read_image``).
+
+        Probabilities are inverted onto the input grid before any argmax; outside the ROI they
+        are background.
+        """
+        pre = self.preprocessing(image.affine)
+        data = pre({"image": image.clone()})
+        out = self.infer(data["image"][None])[0].cpu()
+        pred = MetaTensor(out, meta=dict(data["image"].meta))
+        pred.applied_operations = list(data["image"].applied_operations)
+        back = invert_to_input("pred", pre, orig_keys="image")({"image": data["image"], "pred": pred})["pred"]
+        probs = back.as_tensor()[:5].clamp_min(0.0)
+        probs[0] = (1.0 - probs[1:].sum(0)).clamp_min(0.0)
+        return probs, back.as_tensor()[5]
+
+
+def _round_up(value: int, divisor: int) -> int:
+    return int(math.ceil(value / divisor) * divisor)
+
+
+def _zone_names(label_map: Mapping | None) -> dict[int, str]:
+    """Foreground ``{label: name}`` from a checkpoint label map (``{"PZ": 1, ...}`` or ``{"1": "PZ"}``)."""
+    if not label_map:
+        return dict(ZONE_NAMES)
+    pairs = [(v, k) if isinstance(v, int) else (k, v) for k, v in label_map.items()]
+    return {int(value): str(name) for value, name in pairs if int(value) > 0}
+
+
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on GPUs that support it; fp32 elsewhere."""
+    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+
+
+def read_scan(path: str | os.PathLike) -> MetaTensor:
+    """Read and validate one scan: a 3D volume of at least 2 voxels along every axis."""
+    from medcl.io.image import read_image
+
+    image = read_image(path)
+    if min(image.shape[1:]) < 2:
+        raise MedclError(f"{path}: has shape {tuple(image.shape[1:])}, a single slice; expected a 3D volume")
+    return image
+
+
+# ----------------------------------------------------------------------------------- per case
+
+
+def voxel_spacing(affine: Any) -> np.ndarray:
+    """Voxel size in mm per array axis (column norms of the affine)."""
+    return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+
+
+def case_names(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """Case name per input (file name without image suffixes, or the DICOM folder's name), made unique."""
+    names, seen = [], {}
+    for item in inputs:
+        name = Path(item).name
+        for suffix in (".gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm"):
+            name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return names
+
+
+def write_qc_png(image: np.ndarray, labels: np.ndarray, affine: np.ndarray, path: Path, n: int = 4) -> Path:
+    """Zones over ``n`` axial slices through the gland, radiological view (RAS grid), atomically."""
+    import nibabel as nib
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    ornt = nib.orientations.io_orientation(affine)
+    image, labels = (nib.orientations.apply_orientation(a, ornt) for a in (image, labels))
+    spacing = np.empty(3)
+    spacing[ornt[:, 0].astype(int)] = voxel_spacing(affine)
+    slices = np.nonzero(labels.any(axis=(0, 1)))[0]
+    lo, hi = (slices.min(), slices.max()) if slices.size else (0, labels.shape[2] - 1)
+    picks = np.unique(np.linspace(lo, hi, n + 2).round().astype(int)[1:-1]) if hi > lo else np.array([lo])
+    aspect = spacing[1] / spacing[0]
+    fig = Figure(figsize=(3 * len(picks), 3.3))
+    for ax, k in zip(np.atleast_1d(fig.subplots(1, len(picks))), picks):
+        ax.imshow(image[:, :, k].T, cmap="gray", origin="lower", aspect=aspect)
+        ax.imshow(np.ma.masked_equal(labels[:, :, k].T, 0), cmap=ListedColormap(QC_COLOURS), vmin=1, vmax=4,
+                  alpha=0.45, origin="lower", aspect=aspect, interpolation="nearest")
+        ax.set_title(f"axial slice {k} (RAS grid)", fontsize=8)
+        ax.axis("off")
+    fig.legend(handles=[Patch(color=c, label=z) for c, z in zip(QC_COLOURS, ZONE_NAMES.values())],
+               loc="lower center", ncol=4, fontsize=8)
+    with atomic_write_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    return path
+
+
+def _write_case(segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str) -> dict:
+    """Segment one scan and write its outputs; returns its summary row."""
+    from medcl.io.image import write_like
+
+    image = read_scan(path)
+    probs, uncertainty = segmenter.predict(image)
+    affine = np.asarray(image.affine, dtype=np.float64)
+    spacing = voxel_spacing(affine)
+    labels = clean_zones(probs.max(0).indices.numpy(), spacing, tuple(segmenter.names))  # max: faster than argmax
+    sectors, sector_info = sector_map(labels, affine)
+    volumes = zone_volumes(labels, affine, segmenter.names)
+    files = {s: out / f"{case}{s}" for s in OUTPUT_SUFFIXES}
+    write_like(labels, image, files["_zones.nii.gz"], dtype=np.uint8)
+    write_like(uncertainty.numpy(), image, files["_uncertainty.nii.gz"], dtype=np.float32)
+    write_like(sectors, image, files["_sectors.nii.gz"], dtype=np.uint8)
+    write_json(files["_sectors.json"], sector_lut(sector_info))
+    write_json(files["_volumes.json"], {"case": case, "input": str(path), **volumes})
+    write_qc_png(image.as_tensor()[0].numpy(), labels, affine, files["_qc.png"])
+    return {**{f"{z}_ml": round(v, 4) for z, v in volumes["zones"].items()}, "gland_ml": round(volumes["gland"], 4)}
+
+
+def _refuse_overwrite(inputs: Sequence[str | os.PathLike], out: Path, names: Sequence[str]) -> None:
+    """No output file may be one of the inputs."""
+    given = {Path(p).resolve() for p in inputs}
+    clash = [str(out / f"{n}{s}") for n in names for s in OUTPUT_SUFFIXES if (out / f"{n}{s}").resolve() in given]
+    if clash:
+        raise MedclError(f"{clash[0]}: output would overwrite an input; choose another --out")
+
+
+# ----------------------------------------------------------------------------------- public API
+
+
+def segment(
+    inputs: Sequence[str | os.PathLike],
+    checkpoint: str | os.PathLike | ZonesSegmenter,
+    out_dir: str | os.PathLike,
+    tta: bool = True,
+    device: str = "auto",
+    sw_batch_size: int = 2,
+    overlap: float = 0.25,
+    roi_mm: Sequence[float] = DEFAULT_ROI_MM,
+) -> list[dict]:
+    """Segment the prostate zones of each input scan; one bad input is reported and skipped.
+
+    Args:
+        inputs: image files (NIfTI/NRRD/MHA) or DICOM series folders.
+        checkpoint: a medcl ``zones`` checkpoint, or a ready :class:`ZonesSegmenter`.
+        out_dir: output folder (never an input's folder).
+        tta: left-right flip test-time augmentation.
+        device: ``"auto"`` (GPU when present, else CPU), ``"cpu"``, ``"cuda:0"``...
+        sw_batch_size: sliding windows per forward pass.
+        overlap: sliding-window overlap.
+        roi_mm: size of the centred region of interest in mm.
+
+    Returns:
+        One summary row per input (``status`` ``"ok"`` or ``"error"`` with the message); the
+        rows are also written to ``out_dir/summary.csv``.
+    """
+    if not inputs:
+        raise MedclError("inputs: no scans given")
+    out = ensure_output_dir(out_dir, list(inputs))
+    names = case_names(inputs)
+    _refuse_overwrite(inputs, out, names)
+    if isinstance(checkpoint, ZonesSegmenter):
+        segmenter = checkpoint
+    else:
+        segmenter = ZonesSegmenter.from_checkpoint(
+            checkpoint, device=device, tta=tta, sw_batch_size=sw_batch_size, overlap=overlap, roi_mm=tuple(roi_mm)
+        )
+    rows = [_segment_one(segmenter, path, out, case) for path, case in zip(inputs, names)]
+    _write_csv(out / "summary.csv", rows)
+    return rows
+
+
+def _segment_one(segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str) -> dict:
+    start = time.perf_counter()
+    row: dict[str, Any] = {"case": case, "input": str(path), "status": "ok", "error": ""}
+    try:
+        row.update(_write_case(segmenter, path, out, case))
+    except Exception as exc:  # noqa: BLE001 - one bad scan must not stop the batch
+        message = str(exc) if isinstance(exc, MedclError) else f"{path}: {type(exc).__name__}: {exc}"
+        print(f"medcl: error: {message}", file=sys.stderr)
+        row.update(status="error", error=message)
+    row["seconds"] = round(time.perf_counter() - start, 3)
+    return row
+
+
+def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_write_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def evaluate(
+    pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, out_dir: str | os.PathLike,
+    names: Mapping[int, str] | None = None,
+) -> dict:
+    """Per-zone Dice, MASD and HD95 (mm) of ``<case>_zones.nii.gz`` predictions against references.
+
+    References are the label files in ``ref_dir`` (case = file name without suffix); the matching
+    prediction is ``pred_dir/<case>_zones.nii.gz`` (or a file of the same name). Missing or
+    mismatched predictions are counted as failed cases, never dropped silently. The empty-mask
+    policy is that of :mod:`medcl.metrics.segmentation`.
+
+    Writes ``per_zone.csv``, ``per_case.csv`` and ``summary.json`` in ``out_dir``.
+
+    Returns:
+        The summary dict.
+    """
+    from medcl.metrics.segmentation import summarize_zone_metrics
+
+    names = dict(names or ZONE_NAMES)
+    refs = _reference_files(Path(ref_dir))
+    out = ensure_output_dir(out_dir, [])
+    zone_rows, case_rows = [], []
+    for case, ref in refs.items():
+        try:
+            rows = _evaluate_case(_prediction_for(Path(pred_dir), case, ref), ref, names)
+        except MedclError as exc:
+            print(f"medcl: error: {exc}", file=sys.stderr)
+            case_rows.append({"case": case, "status": "error", "error": str(exc)})
+            continue
+        zone_rows += [{"case": case, **r} for r in rows]
+        case_rows.append({"case": case, "status": "ok", "error": "", **_case_means(rows)})
+    summary = {
+        "n_cases": len(refs),
+        "n_failed": sum(r["status"] == "error" for r in case_rows),
+        "errors": {r["case"]: r["error"] for r in case_rows if r["status"] == "error"},
+        "policy": "Dice over cases where either mask is present (one-sided empty = 0); MASD/HD95 "
+        "over cases where both are present; both-empty cases counted, not scored",
+        "zones": summarize_zone_metrics(zone_rows),
+    }
+    _write_csv(out / "per_zone.csv", zone_rows or [{"case": ""}])
+    _write_csv(out / "per_case.csv", case_rows or [{"case": ""}])
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _reference_files(ref_dir: Path) -> dict[str, Path]:
+    if not ref_dir.is_dir():
+        raise MedclError(f"{ref_dir}: reference folder not found")
+    files = sorted(p for p in ref_dir.iterdir() if p.is_file() and p.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha")))
+    if not files:
+        raise MedclError(f"{ref_dir}: no reference label files (.nii, .nii.gz, .nrrd, .mha)")
+    return dict(zip(case_names(files), files))
+
+
+def _prediction_for(pred_dir: Path, case: str, ref: Path) -> Path:
+    for candidate in (pred_dir / f"{case}_zones.nii.gz", pred_dir / ref.name):
+        if candidate.is_file():
+            return candidate
+    raise MedclError(f"{pred_dir / f'{case}_zones.nii.gz'}: no prediction for reference {ref}")
+
+
+def _evaluate_case(pred_path: Path, ref_path: Path, names: Mapping[int, str]) -> list[dict]:
+    from medcl.io.image import read_image
+    from medcl.metrics.segmentation import zone_metrics
+
+    pred, ref = read_image(pred_path, dtype=None), read_image(ref_path, dtype=None)
+    if tuple(pred.shape) != tuple(ref.shape) or not np.allclose(pred.affine, ref.affine, atol=1e-3):
+        raise MedclError(f"{pred_path}: grid {tuple(pred.shape[1:])} differs from reference {ref_path}")
+    spacing = voxel_spacing(ref.affine)
+    return zone_metrics(_labels(pred), _labels(ref), spacing, names)
+
+
+def _labels(image: MetaTensor) -> np.ndarray:
+    return np.rint(image.as_tensor()[0].numpy()).astype(np.int64)
+
+
+def _case_means(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    return {f"{r['zone']}_{k}": r[k] for r in rows for k in ("dice", "masd_mm", "hd95_mm")}
