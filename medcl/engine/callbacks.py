@@ -46,6 +46,6 @@ class PlainProgress(L.Callback):
 
     def _print(self, trainer: L.Trainer, head: str) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-        shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())[:8])
+        shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
         elapsed = time.perf_counter() - self._t0
         print(f"[medcl] {head} ({elapsed:.0f}s) {shown}", file=sys.stdout, flush=True)

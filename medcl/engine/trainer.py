@@ -89,6 +89,7 @@ def build_trainer(
             dirpath=ckpt_dir,
             filename="last",
             every_n_train_steps=cfg.checkpoint_every_n_steps,
+            save_on_train_epoch_end=True,  # also when validation runs less often than every epoch
             save_top_k=1 if cfg.checkpoint_every_n_steps is None else -1,
             enable_version_counter=False,
         )

@@ -1,0 +1,380 @@
+"""Prostate zone training: datalist -> MONAI transforms -> dual-path net -> shared engine (design 2).
+
+Stage 1 trains each path with Dice + CE on its own class set plus the auxiliary gland target;
+stage 2 fine-tunes from the best stage-1 weights adding the ramped consistency between the paths
+on their shared classes, with unlabeled scans (datalist list ``unlabeled``) taking part (design
+section 2; consistency ramp of Laine & Aila 2017). Each stage is one Lightning run in
+``out_dir/stage{1,2}`` whose ``best.ckpt`` is chosen by the mean validation Dice over the four
+zones. Python API: :class:`ZonesConfig`, :func:`train`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from monai.inferers import sliding_window_inference
+from monai.metrics import DiceMetric
+from monai.networks.utils import one_hot
+from pydantic import Field, model_validator
+
+from medcl.config import MedclModel, TrainConfig, dump_config
+from medcl.data.zones_labels import LABEL_MAP, NUM_ZONES, ZONE_NAMES
+from medcl.engine import MedclModule
+from medcl.errors import MedclError
+from medcl.losses.cotraining import PathConsistencyLoss, ZonesSupervisedLoss, sigmoid_rampup
+from medcl.nets.dualpath import ZonesNetSpec, build_zones_net, fuse_paths, shared_disagreement
+
+__all__ = ["ZonesConfig", "ZonesModule", "build_loaders", "train"]
+
+Stage = Literal["1", "2", "both"]
+
+
+# ----------------------------------------------------------------------------------------- config
+class ZonesDataConfig(MedclModel):
+    """Inputs, geometry, patch sampling and caching."""
+
+    datalist: str | None = Field(None, description="MSD-style datalist JSON (training/validation/unlabeled).")
+    synthetic_cases: int = Field(0, ge=0, description="Without a datalist: labelled phantoms to generate.")
+    synthetic_unlabeled: int = Field(
+        0, ge=0, description="Without a datalist: unlabeled phantoms to generate."
+    )
+    label_remap: str | dict[int, int] = Field("identity", description="'identity', 'msd' or {source: zone}.")
+    pixdim: list[float] = Field(default_factory=lambda: [0.5, 0.5, 3.0], min_length=3, max_length=3)
+    patch_size: list[int] = Field(default_factory=lambda: [64, 64, 8], min_length=3, max_length=3)
+    samples_per_volume: int = Field(2, ge=1, description="Patches drawn from each volume per visit.")
+    pos: float = Field(2.0, ge=0, description="RandCropByPosNegLabeld weight of gland-centred patches.")
+    neg: float = Field(1.0, ge=0, description="RandCropByPosNegLabeld weight of background-centred patches.")
+    batch_size: int = Field(2, ge=1, description="Volumes per batch (x samples_per_volume patches).")
+    cache: Literal["memory", "disk", "none"] = Field(
+        "memory", description="CacheDataset / PersistentDataset."
+    )
+    val_sw_batch_size: int = Field(4, ge=1)
+    val_overlap: float = Field(0.25, ge=0.0, lt=1.0)
+
+
+class ZonesAugmentConfig(MedclModel):
+    """Training augmentation (in-plane rotation/scaling, translation, LR flip, intensity)."""
+
+    rotate_deg: float = Field(10.0, ge=0)
+    scale: float = Field(0.1, ge=0, lt=1)
+    translate_vox: list[float] = Field(default_factory=lambda: [4.0, 4.0, 0.0], min_length=3, max_length=3)
+    flip_lr: bool = True
+    intensity: bool = True
+
+
+class ZonesModelConfig(MedclModel):
+    """Network settings (see :class:`medcl.nets.dualpath.ZonesNetSpec`)."""
+
+    arch: Literal["dualpath", "baseline"] = "dualpath"
+    in_channels: int = Field(1, ge=1)
+    filters: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
+    kernel_sizes: list[list[int]] = Field(
+        default_factory=lambda: [[3, 3, 1], [3, 3, 1], [3, 3, 3], [3, 3, 3]]
+    )
+    strides: list[list[int]] = Field(default_factory=lambda: [[1, 1, 1], [2, 2, 1], [2, 2, 1], [2, 2, 2]])
+    aux: Literal["mask", "sdm", "none"] = "mask"
+    uncertainty: Literal["disagreement", "entropy"] = "disagreement"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    res_block: bool = False
+
+    @model_validator(mode="after")
+    def _check_levels(self) -> ZonesModelConfig:
+        ZonesNetSpec(**self.model_dump())  # same checks as the network (one entry per level)
+        return self
+
+
+class ZonesLossConfig(MedclModel):
+    """Stage-1 loss weights."""
+
+    lambda_aux: float = Field(0.5, ge=0)
+    lambda_dice: float = Field(1.0, ge=0)
+    lambda_ce: float = Field(1.0, ge=0)
+
+
+class ZonesOptimConfig(MedclModel):
+    """AdamW settings of stage 1."""
+
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+
+
+class ZonesStage2Config(MedclModel):
+    """Co-training fine-tune (dual path only)."""
+
+    epochs: int = Field(5, ge=0, description="Stage-2 epochs (0: no stage 2).")
+    lr: float = Field(3e-4, gt=0)
+    consistency_weight: float = Field(1.0, ge=0)
+    rampup_epochs: float = Field(2.0, ge=0, description="Sigmoid ramp length of the consistency weight.")
+    use_unlabeled: bool = Field(
+        True, description="Add the datalist's 'unlabeled' scans to the consistency term."
+    )
+    init_checkpoint: str | None = Field(
+        None, description="Stage-1 checkpoint (default: out_dir/stage1 best)."
+    )
+
+
+class ZonesConfig(MedclModel):
+    """Prostate zone training config (``configs/zones/*.yaml``)."""
+
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    data: ZonesDataConfig = Field(default_factory=ZonesDataConfig)
+    augment: ZonesAugmentConfig = Field(default_factory=ZonesAugmentConfig)
+    model: ZonesModelConfig = Field(default_factory=ZonesModelConfig)
+    loss: ZonesLossConfig = Field(default_factory=ZonesLossConfig)
+    optim: ZonesOptimConfig = Field(default_factory=ZonesOptimConfig)
+    stage2: ZonesStage2Config = Field(default_factory=ZonesStage2Config)
+
+    @model_validator(mode="after")
+    def _check_patch(self) -> ZonesConfig:
+        divisor = ZonesNetSpec(**self.model.model_dump()).divisor
+        if any(p % d for p, d in zip(self.data.patch_size, divisor)):
+            raise ValueError(
+                f"data.patch_size {self.data.patch_size} must be divisible by {divisor} (model strides)"
+            )
+        return self
+
+
+# ----------------------------------------------------------------------------------------- module
+class ZonesModule(MedclModule):
+    """Lightning module of both stages; the exported ``net`` is a zones network.
+
+    Args:
+        cfg: the resolved config.
+        stage: 1 (supervised) or 2 (supervised + ramped path consistency).
+    """
+
+    family = "zones"
+
+    def __init__(self, cfg: ZonesConfig, stage: int = 1) -> None:
+        super().__init__(build_zones_net(cfg.model), cfg.model_dump(mode="json"), dict(LABEL_MAP))
+        self.cfg, self.stage = cfg, stage
+        self.medcl_extra = {"stage": stage}
+        self.supervised = ZonesSupervisedLoss(cfg.model.aux, **cfg.loss.model_dump())
+        self.consistency = PathConsistencyLoss()
+        self.dice = DiceMetric(include_background=False, reduction="mean_batch")
+        self._disagreement: list[torch.Tensor] = []
+
+    @property
+    def dual(self) -> bool:
+        return self.cfg.model.arch == "dualpath"
+
+    def consistency_weight(self, batch_idx: int) -> float:
+        """Ramped stage-2 weight at the current (fractional) epoch; 0 in stage 1."""
+        if self.stage != 2 or not self.dual:
+            return 0.0
+        progress = self.current_epoch + batch_idx / max(1, int(self.trainer.num_training_batches))
+        return self.cfg.stage2.consistency_weight * sigmoid_rampup(progress, self.cfg.stage2.rampup_epochs)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        labeled, unlabeled = (
+            (batch["labeled"], batch.get("unlabeled")) if "labeled" in batch else (batch, None)
+        )
+        x = labeled["image"]
+        n = x.shape[0]
+        if unlabeled is not None:
+            x = torch.cat([x, unlabeled["image"]])  # one forward pass over both kinds of patches
+        out = self.net(x)
+        terms = self.supervised.terms(
+            {k: v[:n] for k, v in out.items()}, labeled["label"], labeled.get("aux")
+        )
+        loss = self.supervised.total(terms)
+        weight = self.consistency_weight(batch_idx)
+        if weight > 0:
+            cons = self.consistency(out["a"], out["b"])
+            loss = loss + weight * cons
+            self.log("train/consistency", cons, batch_size=x.shape[0])
+        self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=n)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        return loss
+
+    def _predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.net(x)
+        if not self.dual:
+            return {"probs": out["fused"].float().softmax(1)}
+        prob_a, prob_b = self.net.path_probabilities(out)
+        return {
+            "probs": fuse_paths(prob_a, prob_b),
+            "disagreement": shared_disagreement(prob_a, prob_b).abs(),
+        }
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        pred = sliding_window_inference(
+            batch["image"],
+            roi_size=self.cfg.data.patch_size,
+            sw_batch_size=self.cfg.data.val_sw_batch_size,
+            predictor=self._predict,
+            overlap=self.cfg.data.val_overlap,
+            mode="gaussian",
+        )
+        labels = pred["probs"].argmax(1, keepdim=True)
+        self.dice(one_hot(labels, NUM_ZONES), one_hot(batch["label"].long(), NUM_ZONES))
+        if "disagreement" in pred:
+            self._disagreement.append(pred["disagreement"].mean())
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self.dice.aggregate()
+        self.dice.reset()
+        metrics = {f"val/dice_{name}": scores[i] for i, name in enumerate(ZONE_NAMES[1:])}
+        metrics["val/dice_mean"] = torch.nan_to_num(scores, nan=0.0).mean()
+        if self._disagreement:
+            metrics["val/disagreement"] = torch.stack(self._disagreement).mean()
+            self._disagreement.clear()
+        self.log_dict(metrics, sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        lr = self.cfg.optim.lr if self.stage == 1 else self.cfg.stage2.lr
+        return torch.optim.AdamW(self.net.parameters(), lr=lr, weight_decay=self.cfg.optim.weight_decay)
+
+
+# ----------------------------------------------------------------------------------------- data
+def _dataset(items: list[dict], transform: Any, cfg: ZonesConfig, cache_dir: Path) -> Any:
+    from monai.data import CacheDataset, Dataset, PersistentDataset
+
+    if cfg.data.cache == "memory":
+        return CacheDataset(items, transform, progress=False)
+    if cfg.data.cache == "disk":
+        return PersistentDataset(items, transform, cache_dir=cache_dir)
+    return Dataset(items, transform)
+
+
+def _train_transform(cfg: ZonesConfig, labeled: bool) -> Any:
+    from medcl.transforms.zones import zones_train_transforms
+
+    transform = zones_train_transforms(
+        cfg.data.patch_size,
+        labeled=labeled,
+        remap=cfg.data.label_remap,
+        pixdim=cfg.data.pixdim,
+        sdm=cfg.model.aux == "sdm",
+        num_samples=cfg.data.samples_per_volume,
+        pos=cfg.data.pos,
+        neg=cfg.data.neg,
+        **cfg.augment.model_dump(),
+    )
+    transform.set_random_state(seed=cfg.train.seed + (0 if labeled else 1))
+    return transform
+
+
+def build_loaders(
+    cfg: ZonesConfig, datalist: str | os.PathLike, stage: int, cache_dir: Path
+) -> dict[str, Any]:
+    """``{"train": loader or CombinedLoader(labeled, unlabeled), "val": loader or None}``."""
+    from lightning.pytorch.utilities import CombinedLoader
+    from monai.data import DataLoader
+
+    from medcl.data.datalist import read_datalist
+    from medcl.transforms.zones import zones_val_transforms
+
+    workers = cfg.train.num_workers
+    items = read_datalist(datalist, "training", ("image", "label"))
+    train_ds = _dataset(items, _train_transform(cfg, True), cfg, cache_dir / "train")
+    train = DataLoader(train_ds, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers)
+    if stage == 2 and cfg.model.arch == "dualpath" and cfg.stage2.use_unlabeled:
+        unl_items = read_datalist(datalist, "unlabeled", optional=True)
+        if unl_items:
+            unl_ds = _dataset(unl_items, _train_transform(cfg, False), cfg, cache_dir / "unlabeled")
+            unl = DataLoader(unl_ds, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers)
+            train = CombinedLoader({"labeled": train, "unlabeled": unl}, mode="max_size_cycle")
+    val_items = read_datalist(datalist, "validation", ("image", "label"), optional=True)
+    val = None
+    if val_items:
+        val_ds = _dataset(
+            val_items, zones_val_transforms(cfg.data.label_remap, cfg.data.pixdim), cfg, cache_dir / "val"
+        )
+        val = DataLoader(val_ds, batch_size=1, num_workers=workers)
+    return {"train": train, "val": val}
+
+
+def _resolve_datalist(cfg: ZonesConfig, out: Path) -> Path:
+    """The configured datalist, or phantoms generated into ``out/phantoms`` (reused when present)."""
+    if cfg.data.datalist is not None:
+        path = Path(cfg.data.datalist)
+        if not path.is_file():
+            raise MedclError(f"data.datalist: {path} not found")
+        return path
+    if cfg.data.synthetic_cases < 2:
+        raise MedclError("data.datalist: not set; give a datalist or data.synthetic_cases >= 2 phantoms")
+    existing = out / "phantoms" / "dataset.json"
+    if existing.is_file():
+        return existing
+    from medcl.data.synthetic.prostate import write_dataset
+
+    return write_dataset(
+        out / "phantoms", cfg.data.synthetic_cases, cfg.train.seed, n_unlabeled=cfg.data.synthetic_unlabeled
+    )
+
+
+# ----------------------------------------------------------------------------------------- train
+def _stages(cfg: ZonesConfig, stage: Stage, resume: str | os.PathLike | None) -> list[int]:
+    """Stages to run: ``both`` -> [1, 2] (baseline or stage2.epochs=0: [1]); a resume skips done ones."""
+    if stage == "2" and cfg.model.arch != "dualpath":
+        raise MedclError("model.arch: stage 2 (co-training) needs the dual-path network")
+    stages = {"1": [1], "2": [2], "both": [1, 2]}[stage]
+    if cfg.model.arch != "dualpath" or cfg.stage2.epochs == 0:
+        stages = [s for s in stages if s == 1] or stages
+    if resume is not None:
+        from medcl.engine import load_model_checkpoint
+
+        done = int(load_model_checkpoint(resume, "zones").extra.get("stage", 1))
+        stages = [s for s in stages if s >= done]
+    return stages
+
+
+def _init_from_stage1(module: ZonesModule, cfg: ZonesConfig, out: Path) -> None:
+    from medcl.engine import checkpoint_path, load_model_checkpoint, load_state_into
+
+    path = Path(cfg.stage2.init_checkpoint) if cfg.stage2.init_checkpoint else checkpoint_path(out / "stage1")
+    if not path.is_file():
+        raise MedclError(f"stage2.init_checkpoint: {path} not found; run stage 1 first or set it")
+    load_state_into(module.net, load_model_checkpoint(path, "zones"))
+
+
+def _run_stage(cfg: ZonesConfig, datalist: Path, out: Path, stage: int, resume: Any) -> Path:
+    from medcl.engine import build_trainer, checkpoint_path, fit
+
+    stage_dir = out / f"stage{stage}"
+    module = ZonesModule(cfg, stage)
+    if stage == 2:
+        _init_from_stage1(module, cfg, out)
+    epochs = cfg.train.max_epochs if stage == 1 else cfg.stage2.epochs
+    # validate at least once per stage: the engine saves last.ckpt after validation when the
+    # validation interval is above one epoch
+    val_every = min(cfg.train.check_val_every_n_epoch, epochs)
+    train_cfg = cfg.train.model_copy(update={"max_epochs": epochs, "check_val_every_n_epoch": val_every})
+    loaders = build_loaders(cfg, datalist, stage, out / "cache")
+    monitor = "val/dice_mean" if loaders["val"] is not None else None
+    trainer = build_trainer(train_cfg, stage_dir, monitor=monitor, mode="max")
+    fit(trainer, module, resume=resume, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
+    return checkpoint_path(stage_dir, "best")
+
+
+def train(
+    cfg: ZonesConfig,
+    out_dir: str | os.PathLike,
+    resume: str | os.PathLike | None = None,
+    stage: Stage = "both",
+) -> Path:
+    """Train the zones network; return the final stage's best (else last) checkpoint.
+
+    Args:
+        cfg: resolved config.
+        out_dir: run folder (``config.yaml``, ``stage1/``, ``stage2/``, phantoms, caches).
+        resume: a ``last.ckpt`` of an interrupted stage; its stage is read from the checkpoint.
+        stage: ``"1"``, ``"2"`` (from the stage-1 best or ``stage2.init_checkpoint``) or ``"both"``.
+    """
+    from medcl.engine import seed_everything
+    from medcl.utils import write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", dump_config(cfg))
+    datalist = _resolve_datalist(cfg, out)
+    stages = _stages(cfg, stage, resume)
+    checkpoint = None
+    for i, s in enumerate(stages):
+        seed_everything(cfg.train.seed + s, cfg.train.deterministic)
+        checkpoint = _run_stage(cfg, datalist, out, s, resume if i == 0 else None)
+    return checkpoint
