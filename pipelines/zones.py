@@ -231,12 +231,15 @@ class ZonesModule(MedclModule):
 
 # ----------------------------------------------------------------------------------------- data
 def _dataset(items: list[dict], transform: Any, cfg: ZonesConfig, cache_dir: Path) -> Any:
-    from monai.data import CacheDataset, Dataset, PersistentDataset
+    """In-memory or on-disk cache of the deterministic prefix; the disk cache is keyed by the chain."""
+    from monai.data import Dataset
+
+    from medcl.data.cache import cached_dataset
 
     if cfg.data.cache == "memory":
-        return CacheDataset(items, transform, progress=False)
+        return cached_dataset(items, transform)
     if cfg.data.cache == "disk":
-        return PersistentDataset(items, transform, cache_dir=cache_dir)
+        return cached_dataset(items, transform, cache_root=cache_dir)
     return Dataset(items, transform)
 
 
