@@ -1,0 +1,94 @@
+"""``medcl ecg``: train ProtoECGNet stages, evaluate on PTB-XL, predict WFDB records (lazy imports)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from medcl.commands import add_command, add_group, add_overrides
+
+
+def _train(args: argparse.Namespace) -> int:
+    from medcl.config import load_config
+    from medcl.errors import MedclError
+    from medcl.pipelines.ecg import ECGConfig, train
+
+    cfg = load_config(ECGConfig, args.config, args.overrides)
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    if not stages:
+        raise MedclError("--stages: empty; e.g. joint,project,fusion")
+    path = train(cfg, args.out, stages=stages, resume=args.resume)
+    print(f"medcl: ProtoECGNet ({','.join(stages)}) written to {path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from medcl.pipelines.ecg import evaluate
+
+    res = evaluate(args.checkpoint, args.data, args.out, n_boot=args.bootstrap, seed=args.seed)
+    fused = res["fused"]
+    print(f"fused ({res['head']}): macro AUROC {fused['macro']['value']:.4f} {fused['macro']['ci']}, "
+          f"weighted {fused['weighted']['value']:.4f}; {fused['n_classes_used']} classes "
+          f"({len(fused['excluded'])} without both outcomes excluded)")
+    for b, r in res["branches"].items():
+        value = r["macro"]["value"]
+        print(f"{b}: macro AUROC {'n/a' if value is None else f'{value:.4f}'} {r['macro']['ci']}")
+    print(f"medcl: results in {args.out}/results.json and per_class.csv")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from medcl.pipelines.ecg import predict
+
+    res = predict(args.records, args.checkpoint, out_dir=args.out, batch_size=args.batch_size)
+    if args.out is None:
+        print(json.dumps({k: v for k, v in res.items() if k != "errors"}, indent=1))
+    for err in res["errors"]:
+        print(f"medcl: skipped {err['record']}: {err['error']}")
+    where = f" into {args.out}" if args.out else ""
+    print(f"medcl: predicted {len(res['records'])} of {len(res['records']) + len(res['errors'])} records{where}")
+    return 1 if res["errors"] else 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "train", "train ProtoECGNet stages (joint -> project -> fusion|classifier)", _train)
+    p.add_argument("--config", help="YAML config (configs/ecg/*.yaml); defaults when omitted")
+    p.add_argument("--out", required=True, help="run folder (<out>/<stage>/model.ckpt, <out>/model.ckpt)")
+    p.add_argument("--stages", default="joint,project,fusion",
+                   help="comma-separated chain of joint, project, classifier, fusion (default joint,project,fusion)")
+    p.add_argument("--resume", help="Lightning checkpoint to resume the first stage from, or a model "
+                                    "checkpoint to start a chain that does not begin with joint")
+    add_overrides(p)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "evaluate", "AUROC (bootstrap CIs) and F1 on the PTB-XL test fold, fused and per branch",
+                    _evaluate)
+    p.add_argument("--checkpoint", required=True, help="model.ckpt from `medcl ecg train`")
+    p.add_argument("--data", required=True, help="PTB-XL(-shaped) folder (folds 9 = validation, 10 = test)")
+    p.add_argument("--out", required=True, help="folder for results.json and per_class.csv")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "predict", "71 SCP-statement probabilities, findings and their prototypes per record",
+                    _predict)
+    p.add_argument("records", nargs="+", metavar="RECORD_OR_FOLDER", help="WFDB records (.hea/.dat/.mat) or folders")
+    p.add_argument("--checkpoint", required=True, help="model.ckpt from `medcl ecg train`")
+    p.add_argument("--out", help="folder for predictions.csv, predictions.json, errors.csv (else JSON on stdout)")
+    p.add_argument("--batch-size", type=int, default=32, help="records per model pass (default 32)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sub = add_group(subparsers, "ecg", "ProtoECGNet: train, evaluate, predict, report")
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_predict(sub)
+    try:
+        from medcl.commands.ecg_report import register_report
+    except ModuleNotFoundError as exc:
+        if exc.name != "medcl.commands.ecg_report":
+            raise
+    else:
+        register_report(sub)

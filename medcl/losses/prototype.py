@@ -1,0 +1,240 @@
+"""Loss terms of ProtoECGNet (Sethi et al., 2025), reproducing the reference implementation.
+
+By default every term follows the official code exactly:
+
+- BCE with logits and positive weights ``(total positive labels - n_c) / n_c`` from the training
+  labels (:func:`positive_weights`); a class without positives would get ``inf`` there, so it gets
+  the finite weight ``total positive labels`` and a warning instead.
+- clustering: ``-mean`` over all (sample, class) pairs of ``max_p sim[b, p] * 1[p in c and y_bc]``
+  (pairs whose label is absent contribute 0);
+- separation: ``mean`` over all (sample, class) pairs of ``max_p sim[b, p] * (1 - 1[p in c and
+  y_bc])``: for a label the sample lacks the max runs over *all* prototypes. ``mode="protopnet"``
+  (an option) uses instead, per sample, the max over prototypes of classes the sample lacks;
+- diversity: ``||P P^T - I||_F^2 / P^2`` on L2-normalised (flattened) prototypes;
+- co-occurrence contrastive term: with ``S`` the clamped cosine matrix of the prototypes and
+  ``M = A J A^T`` (``A`` the identity matrix, ``J`` the Jaccard co-occurrence of the branch's
+  training labels), ``-(sum S * M / sum M - sum S * (1 - M) / sum (1 - M)) / sqrt(P)``;
+- masked L1 on the classifier's weights to other classes (classifier stage) and plain L1 (fusion).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch.nn.modules.loss import _Loss
+
+__all__ = [
+    "ClusterLoss",
+    "CooccurrenceContrastiveLoss",
+    "DiversityLoss",
+    "MaskedL1Loss",
+    "PrototypeLoss",
+    "SeparationLoss",
+    "jaccard_matrix",
+    "positive_weights",
+]
+
+_MASK_EPS = 1e-6
+
+
+def positive_weights(labels: torch.Tensor, names: Sequence[str] | None = None) -> torch.Tensor:
+    """BCE positive weights ``(total positives - n_c) / n_c`` of the reference code.
+
+    Args:
+        labels: ``(N, C)`` binary training labels.
+        names: class names for the warning about classes without positives.
+
+    Returns:
+        ``(C,)`` float tensor. A class with ``n_c = 0`` gets ``total positives`` (finite) and a
+        warning naming it, where the reference would divide by zero.
+    """
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be (N, C); got {tuple(labels.shape)}")
+    counts = labels.float().sum(dim=0)
+    total = counts.sum()
+    empty = counts == 0
+    if bool(empty.any()):
+        idx = empty.nonzero().flatten().tolist()
+        which = [names[i] for i in idx] if names is not None else idx
+        warnings.warn(f"classes without positive training labels {which}: positive weight set to {total:.0f}",
+                      stacklevel=2)
+    return (total - counts) / counts.clamp(min=1.0)
+
+
+def jaccard_matrix(labels: torch.Tensor) -> torch.Tensor:
+    """Label co-occurrence as Jaccard index ``|a & b| / max(|a | b|, 1e-6)``, ``(C, C)``."""
+    y = labels.float()
+    inter = y.T @ y
+    counts = y.sum(dim=0)
+    union = (counts[None, :] + counts[:, None] - inter).clamp(min=1e-6)
+    return inter / union
+
+
+def _check_sims(sims: torch.Tensor, targets: torch.Tensor, identity: torch.Tensor) -> None:
+    if sims.ndim != 2 or targets.ndim != 2 or identity.shape != (sims.shape[1], targets.shape[1]):
+        raise ValueError(
+            f"expected similarities (B, P), targets (B, C), identity (P, C); got {tuple(sims.shape)}, "
+            f"{tuple(targets.shape)}, {tuple(identity.shape)}"
+        )
+    if sims.shape[0] != targets.shape[0]:
+        raise ValueError(f"batch sizes differ: similarities {sims.shape[0]}, targets {targets.shape[0]}")
+
+
+def _own_mask(targets: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+    """``(B, P, C)`` mask: prototype p belongs to class c and sample b carries c."""
+    return identity.to(targets.dtype)[None] * targets[:, None, :]
+
+
+class ClusterLoss(_Loss):
+    """Clustering term (reference semantics): pull each present label's best prototype close."""
+
+    def forward(self, sims: torch.Tensor, targets: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        _check_sims(sims, targets, identity)
+        mask = _own_mask(targets.to(sims.dtype), identity)
+        return -(sims[:, :, None] * mask).amax(dim=1).mean()
+
+
+class SeparationLoss(_Loss):
+    """Separation term: push prototypes of other classes away.
+
+    Args:
+        mode: ``"reference"`` (default): mean over all (sample, class) pairs of the max similarity
+            over prototypes outside that pair's own mask (all prototypes for absent labels).
+            ``"protopnet"``: per sample, the max similarity over prototypes of labels it lacks,
+            averaged over samples (samples carrying every class are skipped).
+    """
+
+    def __init__(self, mode: Literal["reference", "protopnet"] = "reference") -> None:
+        super().__init__()
+        if mode not in ("reference", "protopnet"):
+            raise ValueError(f"mode must be 'reference' or 'protopnet'; got {mode!r}")
+        self.mode = mode
+
+    def forward(self, sims: torch.Tensor, targets: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        _check_sims(sims, targets, identity)
+        targets = targets.to(sims.dtype)
+        if self.mode == "reference":
+            wrong = 1.0 - _own_mask(targets, identity)
+            return (sims[:, :, None] * wrong).amax(dim=1).mean()
+        foreign = (1.0 - targets) @ identity.to(sims.dtype).T > 0  # (B, P)
+        best = sims.masked_fill(~foreign, float("-inf")).amax(dim=1)
+        keep = foreign.any(dim=1)
+        return best[keep].mean() if bool(keep.any()) else sims.sum() * 0.0
+
+
+def _normalised(prototypes: torch.Tensor) -> torch.Tensor:
+    return F.normalize(prototypes.reshape(prototypes.shape[0], -1), dim=1)
+
+
+class DiversityLoss(_Loss):
+    """``||P P^T - I||_F^2 / P^2`` on L2-normalised prototypes (zero for orthonormal ones)."""
+
+    def forward(self, prototypes: torch.Tensor) -> torch.Tensor:
+        p = _normalised(prototypes)
+        gram = p @ p.T
+        eye = torch.eye(p.shape[0], device=p.device, dtype=p.dtype)
+        return (gram - eye).square().sum() / p.shape[0] ** 2
+
+
+class CooccurrenceContrastiveLoss(_Loss):
+    """Label co-occurrence contrastive term of ProtoECGNet.
+
+    Prototypes of co-occurring labels (weighted by the Jaccard matrix ``cooccurrence``) are pulled
+    together; all other pairs are pushed apart.
+
+    Args:
+        cooccurrence: ``(C, C)`` Jaccard co-occurrence of the branch's training labels.
+    """
+
+    def __init__(self, cooccurrence: torch.Tensor) -> None:
+        super().__init__()
+        if cooccurrence.ndim != 2 or cooccurrence.shape[0] != cooccurrence.shape[1]:
+            raise ValueError(f"cooccurrence must be (C, C); got {tuple(cooccurrence.shape)}")
+        self.register_buffer("cooccurrence", cooccurrence.float())
+
+    def forward(self, prototypes: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        if identity.shape != (prototypes.shape[0], self.cooccurrence.shape[0]):
+            raise ValueError(f"identity must be ({prototypes.shape[0]}, {self.cooccurrence.shape[0]}); "
+                             f"got {tuple(identity.shape)}")
+        p = _normalised(prototypes)
+        sim = (p @ p.T).clamp(-1 + 1e-6, 1 - 1e-6)
+        a = identity.to(p.dtype)
+        pos = a @ self.cooccurrence.to(p.dtype) @ a.T
+        neg = 1.0 - pos
+        pos_term = (sim * pos / (pos.sum() + _MASK_EPS)).sum()
+        neg_term = (sim * neg / (neg.sum() + _MASK_EPS)).sum()
+        return -(pos_term - neg_term) / p.shape[0] ** 0.5
+
+
+class MaskedL1Loss(_Loss):
+    """L1 norm of a ``(C, P)`` weight; with ``identity`` only the connections to other classes."""
+
+    def forward(self, weight: torch.Tensor, identity: torch.Tensor | None = None) -> torch.Tensor:
+        if identity is None:
+            return weight.abs().sum()
+        if identity.T.shape != weight.shape:
+            raise ValueError(f"identity^T {tuple(identity.T.shape)} must match weight {tuple(weight.shape)}")
+        return (weight * (1.0 - identity.T.to(weight.dtype))).abs().sum()
+
+
+class PrototypeLoss(_Loss):
+    """Joint-stage loss of one branch: BCE + clustering + separation + diversity + contrastive.
+
+    Defaults are the paper's weights (clustering 0.004, separation 0.0004, diversity 250,
+    contrastive 300; sparsity 0 as in the paper).
+
+    Args:
+        pos_weight: ``(C,)`` BCE positive weights (:func:`positive_weights`) or None.
+        cooccurrence: ``(C, C)`` Jaccard matrix (:func:`jaccard_matrix`) or None (no contrastive term).
+        separation: separation mode (see :class:`SeparationLoss`).
+
+    ``forward`` returns a dict of the weighted-sum ``"loss"`` and each unweighted term.
+    """
+
+    def __init__(
+        self,
+        pos_weight: torch.Tensor | None = None,
+        cooccurrence: torch.Tensor | None = None,
+        clustering: float = 0.004,
+        separation_weight: float = 0.0004,
+        diversity: float = 250.0,
+        contrastive: float = 300.0,
+        sparsity: float = 0.0,
+        separation: Literal["reference", "protopnet"] = "reference",
+    ) -> None:
+        super().__init__()
+        self.register_buffer("pos_weight", None if pos_weight is None else pos_weight.float())
+        self.weights = {"clst": clustering, "sep": separation_weight, "div": diversity,
+                        "cnrst": contrastive, "spars": sparsity}
+        self.cluster = ClusterLoss()
+        self.separate = SeparationLoss(separation)
+        self.diversity = DiversityLoss()
+        self.contrastive = None if cooccurrence is None else CooccurrenceContrastiveLoss(cooccurrence)
+
+    def forward(
+        self,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        sims: torch.Tensor,
+        prototypes: torch.Tensor,
+        identity: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        if logits.shape != targets.shape:
+            raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ")
+        targets = targets.to(logits.dtype)
+        pw = None if self.pos_weight is None else self.pos_weight.to(logits.dtype)
+        terms = {
+            "bce": F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pw),
+            "clst": self.cluster(sims, targets, identity),
+            "sep": self.separate(sims, targets, identity),
+            "div": self.diversity(prototypes),
+            "spars": sims.clamp(min=0).sum(dim=1).mean(),
+        }
+        if self.contrastive is not None:
+            terms["cnrst"] = self.contrastive(prototypes, identity)
+        loss = terms["bce"] + sum(self.weights[k] * v for k, v in terms.items() if k != "bce")
+        return {"loss": loss, **terms}

@@ -1,0 +1,191 @@
+"""ProtoECGNet: three prototype branches (rhythm / morphology / global) and a fusion layer.
+
+Sethi et al., 2025, "ProtoECGNet: case-based interpretable deep learning for multi-label ECG
+classification with contrastive learning". Backbones are MONAI ``ResNet`` (basic blocks,
+layers [2, 2, 2, 2] = ResNet-18), no pretrained weights:
+
+- rhythm: 1D ResNet over the 12 leads, global average over time, add-on MLP ending in a sigmoid,
+  global prototypes (plain cosine);
+- morphology: 2D ResNet on the ``(1, 12, T)`` "image" whose first convolution spans all 12 leads
+  (kernel ``(12, 7)``, stride ``(1, 2)``), add-on 1x1 convolutions ending in a sigmoid, partial
+  prototypes of 3 feature steps (scaled cosine, pooled over windows);
+- global: same 2D backbone, prototypes spanning the whole feature map.
+
+Fusion is a linear layer (with bias) over the concatenated similarities of the three branches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from monai.networks.nets import ResNet
+from torch import nn
+
+from medcl.nets.prototype import GlobalPrototypes1D, PrototypeLayer, TemporalPrototypes2D
+
+__all__ = ["BRANCHES", "ProtoBranch", "ProtoECGNet", "build_branch"]
+
+BRANCHES: tuple[str, ...] = ("rhythm", "morphology", "global")
+"""Branch names, in the order their similarities are concatenated for fusion."""
+
+
+def _resnet(spatial_dims: int, width: int, layers: Sequence[int], in_channels: int) -> ResNet:
+    """MONAI basic-block ResNet without classifier head; ``width`` channels in the first stage."""
+    return ResNet(
+        block="basic",
+        layers=list(layers),
+        block_inplanes=[width, 2 * width, 4 * width, 8 * width],
+        spatial_dims=spatial_dims,
+        n_input_channels=in_channels,
+        conv1_t_size=7,
+        conv1_t_stride=2,
+        feed_forward=False,
+    )
+
+
+class ResNet2DMap(nn.Module):
+    """2D ResNet returning the ``(B, 8w, 1, T')`` feature map; the first conv spans all leads.
+
+    Args:
+        leads: number of leads (height of the input "image").
+        width: channels of the first stage (64 for ResNet-18).
+        layers: blocks per stage.
+    """
+
+    def __init__(self, leads: int, width: int, layers: Sequence[int]) -> None:
+        super().__init__()
+        self.net = _resnet(2, width, layers, 1)
+        self.net.conv1 = nn.Conv2d(1, width, kernel_size=(leads, 7), stride=(1, 2), padding=(0, 3), bias=False)
+        self.out_channels = 8 * width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        x = n.maxpool(n.act(n.bn1(n.conv1(x))))
+        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+
+
+def _add_on_1d(in_dim: int, dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.Sigmoid())
+
+
+def _add_on_2d(in_dim: int, dim: int) -> nn.Sequential:
+    layers = nn.Sequential(nn.Conv2d(in_dim, dim, 1), nn.ReLU(), nn.Conv2d(dim, dim, 1), nn.Sigmoid())
+    for m in layers:
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return layers
+
+
+class ProtoBranch(nn.Module):
+    """Backbone -> add-on layers -> prototype layer (with its own classifier).
+
+    ``forward(x)`` takes the ``(B, 12, N)`` signal and returns ``{"similarities", "logits"}``;
+    :meth:`features` gives the add-on output that prototypes live in (used by projection).
+    """
+
+    def __init__(self, kind: Literal["1d", "2d"], backbone: nn.Module, add_on: nn.Module, prototypes: PrototypeLayer):
+        super().__init__()
+        self.kind = kind
+        self.backbone = backbone
+        self.add_on = add_on
+        self.prototypes = prototypes
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent features: ``(B, D)`` for the 1D branch, ``(B, D, 1, T')`` for 2D branches."""
+        if self.kind == "2d":
+            x = x.unsqueeze(1)
+        return self.add_on(self.backbone(x))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.prototypes(self.features(x))
+
+
+def _feature_length(backbone: nn.Module, leads: int, n_samples: int) -> int:
+    with torch.no_grad():
+        return int(backbone(torch.zeros(1, 1, leads, n_samples)).shape[-1])
+
+
+def build_branch(
+    name: str,
+    num_classes: int,
+    per_class: int,
+    *,
+    leads: int = 12,
+    n_samples: int = 1000,
+    width: int = 64,
+    layers: Sequence[int] = (2, 2, 2, 2),
+    proto_dim: int = 512,
+    partial_length: int = 3,
+    pooling: Literal["mean", "max"] = "mean",
+) -> ProtoBranch:
+    """Build one branch: ``"rhythm"`` (1D), ``"morphology"`` (partial 2D) or ``"global"`` (2D)."""
+    if name == "rhythm":
+        backbone = _resnet(1, width, layers, leads)
+        return ProtoBranch("1d", backbone, _add_on_1d(8 * width, proto_dim),
+                           GlobalPrototypes1D(num_classes, per_class, proto_dim))
+    if name not in ("morphology", "global"):
+        raise ValueError(f"unknown branch {name!r}; expected one of {BRANCHES}")
+    backbone = ResNet2DMap(leads, width, layers)
+    length = partial_length if name == "morphology" else _feature_length(backbone, leads, n_samples)
+    layer = TemporalPrototypes2D(num_classes, per_class, proto_dim, length, pooling=pooling)
+    return ProtoBranch("2d", backbone, _add_on_2d(8 * width, proto_dim), layer)
+
+
+class ProtoECGNet(nn.Module):
+    """Three prototype branches plus a fusion layer over their concatenated similarities.
+
+    Args:
+        label_indices: for each branch name, the indices of its labels among the ``num_labels``
+            fused outputs (rhythm 16, morphology 52, global 3 of the 71 PTB-XL statements).
+        num_labels: outputs of the fusion layer (71).
+        per_class: prototypes per class for each branch (5 / 18 / 7 in the paper).
+        **branch_kwargs: passed to :func:`build_branch` (``width``, ``layers``, ``proto_dim`` ...).
+
+    ``forward(x)`` with ``x`` ``(B, 12, N)`` returns a dict with ``"<branch>.similarities"``,
+    ``"<branch>.logits"`` for each branch and ``"fused"`` (``(B, num_labels)`` logits).
+    """
+
+    def __init__(
+        self,
+        label_indices: dict[str, Sequence[int]],
+        num_labels: int,
+        per_class: dict[str, int],
+        **branch_kwargs,
+    ) -> None:
+        super().__init__()
+        missing = [b for b in BRANCHES if b not in label_indices or b not in per_class]
+        if missing:
+            raise ValueError(f"label_indices and per_class need every branch; missing {missing}")
+        self.branches = nn.ModuleDict(
+            {b: build_branch(b, len(label_indices[b]), per_class[b], **branch_kwargs) for b in BRANCHES}
+        )
+        for b in BRANCHES:
+            self.register_buffer(f"labels_{b}", torch.as_tensor(list(label_indices[b]), dtype=torch.long))
+        total = sum(self.branches[b].prototypes.num_prototypes for b in BRANCHES)
+        self.fusion = nn.Linear(total, num_labels)
+        self.num_labels = num_labels
+
+    def label_index(self, branch: str) -> torch.Tensor:
+        """Indices of ``branch``'s labels among the fused outputs."""
+        return getattr(self, f"labels_{branch}")
+
+    def prototype_offsets(self) -> dict[str, int]:
+        """Start of each branch's prototypes in the concatenated similarity vector."""
+        offsets, start = {}, 0
+        for b in BRANCHES:
+            offsets[b] = start
+            start += self.branches[b].prototypes.num_prototypes
+        return offsets
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for name, branch in self.branches.items():
+            res = branch(x)
+            out[f"{name}.similarities"] = res["similarities"]
+            out[f"{name}.logits"] = res["logits"]
+        sims = torch.cat([out[f"{b}.similarities"] for b in BRANCHES], dim=1)
+        out["fused"] = self.fusion(sims)
+        return out

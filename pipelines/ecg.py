@@ -1,0 +1,130 @@
+"""ProtoECGNet workflow: PTB-XL -> joint training -> projection -> classifier or fusion -> checkpoint.
+
+Stages (Sethi et al., 2025), each resumable and each leaving ``<out>/<stage>/model.ckpt``:
+
+- ``joint``: backbones, add-on layers and prototypes of the three branches trained together on
+  their own label groups with :class:`~medcl.losses.prototype.PrototypeLoss` (classifiers frozen);
+- ``project``: every prototype replaced by its most similar training segment of its own class
+  (:mod:`medcl.pipelines.ecg_project`); provenance stored in the checkpoint ``extra``;
+- ``classifier``: branch classifiers only, BCE + masked L1 (branches frozen);
+- ``fusion``: the fusion layer only, BCE over the 71 labels + L1 (branches frozen).
+
+After the last stage, per-class thresholds (max F1 on the validation fold) are stored with the
+model. ``evaluate``/``predict`` live in :mod:`medcl.pipelines.ecg_evaluate` and
+:mod:`medcl.pipelines.ecg_predict` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from medcl.config import MedclModel, TrainConfig
+
+__all__ = ["ECGConfig", "STAGES", "evaluate", "predict", "train"]
+
+log = logging.getLogger(__name__)
+
+STAGES = ("joint", "project", "classifier", "fusion")
+BRANCH_NAMES = ("rhythm", "morphology", "global")
+
+
+class ECGDataConfig(MedclModel):
+    """Where the PTB-XL(-shaped) folder is and how records are decoded."""
+
+    root: str = Field("data/ptbxl", description="Folder with ptbxl_database.csv and records100/500.")
+    fs: Literal[100, 500] = 100
+    n_samples: int | None = Field(None, ge=64, description="Samples per record (default 10 s at fs).")
+    highpass: float | None = Field(0.5, ge=0, description="High-pass cut-off in Hz (None: off).")
+    cache_dir: str | None = None
+    batch_size: int = Field(32, ge=1)
+
+
+class ECGModelConfig(MedclModel):
+    """Branch architecture (ResNet-18 branches, 512-d prototypes, 5 / 18 / 7 per class by default)."""
+
+    width: int = Field(64, ge=1, description="Channels of the first ResNet stage (64 = ResNet-18).")
+    layers: list[int] = Field(default_factory=lambda: [2, 2, 2, 2], min_length=4, max_length=4)
+    proto_dim: int = Field(512, ge=1)
+    per_class: dict[Literal["rhythm", "morphology", "global"], int] = Field(
+        default_factory=lambda: {"rhythm": 5, "morphology": 18, "global": 7}
+    )
+    partial_length: int = Field(3, ge=1, description="Morphology prototype length in feature steps.")
+    pooling: Literal["mean", "max"] = Field("mean", description="Window pooling (reference: mean).")
+
+
+class ECGLossConfig(MedclModel):
+    """Loss weights (paper defaults) and options."""
+
+    clustering: float = 0.004
+    separation: float = 0.0004
+    diversity: float = 250.0
+    contrastive: float = 300.0
+    sparsity: float = 0.0
+    l1: float = 1e-4
+    separation_mode: Literal["reference", "protopnet"] = "reference"
+
+
+class ECGOptimConfig(MedclModel):
+    """Adam settings per stage; epochs of the later stages (``train.max_epochs`` is the joint stage's)."""
+
+    lr: float = Field(1e-4, gt=0, description="Joint stage learning rate.")
+    head_lr: float = Field(1e-3, gt=0, description="Classifier / fusion stage learning rate.")
+    weight_decay: float = Field(0.0, ge=0)
+    head_epochs: int = Field(10, ge=1, description="Epochs of the classifier or fusion stage.")
+
+
+class ECGProjectConfig(MedclModel):
+    """Projection options."""
+
+    batch_size: int = Field(64, ge=1)
+    unique: bool = Field(False, description="Distinct source records per branch (not in the reference).")
+    candidates: int = Field(16, ge=2, description="Candidates kept per prototype when unique.")
+
+
+class ECGConfig(MedclModel):
+    """Config of ``medcl ecg train`` (see ``configs/ecg/*.yaml``)."""
+
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    data: ECGDataConfig = Field(default_factory=ECGDataConfig)
+    model: ECGModelConfig = Field(default_factory=ECGModelConfig)
+    loss: ECGLossConfig = Field(default_factory=ECGLossConfig)
+    optim: ECGOptimConfig = Field(default_factory=ECGOptimConfig)
+    project: ECGProjectConfig = Field(default_factory=ECGProjectConfig)
+
+
+def train(
+    cfg: ECGConfig,
+    out_dir: str | os.PathLike,
+    stages: tuple[str, ...] | list[str] = ("joint", "project", "fusion"),
+    resume: str | os.PathLike | None = None,
+) -> Path:
+    """Run ``stages`` in order; return the final model checkpoint (``<out>/model.ckpt``).
+
+    A stage whose ``<out>/<stage>/model.ckpt`` exists is skipped (so a re-run resumes a chain); an
+    interrupted training stage resumes from its ``checkpoints/last.ckpt`` (or ``resume``).
+    A chain that does not start with ``joint`` starts from ``<out>``'s earlier stages or ``resume``.
+    """
+    from medcl.pipelines.ecg_train import run_stages
+
+    return run_stages(cfg, out_dir, tuple(stages), resume)
+
+
+def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, out_dir: str | os.PathLike,
+             **kwargs: Any) -> dict:
+    """Whole-test-fold AUROC (bootstrap CIs), per branch and fused; see :mod:`medcl.pipelines.ecg_evaluate`."""
+    from medcl.pipelines.ecg_evaluate import evaluate as _evaluate
+
+    return _evaluate(checkpoint, data_root, out_dir, **kwargs)
+
+
+def predict(records: list[str | os.PathLike], checkpoint: str | os.PathLike,
+            out_dir: str | os.PathLike | None = None, batch_size: int = 32) -> dict:
+    """Predictions for WFDB records; see :mod:`medcl.pipelines.ecg_predict`."""
+    from medcl.pipelines.ecg_predict import predict as _predict
+
+    return _predict(records, checkpoint, out_dir=out_dir, batch_size=batch_size)

@@ -1,0 +1,194 @@
+"""``medcl ecg predict``: any WFDB records -> 71 probabilities, findings and their prototypes.
+
+Records are read in parallel threads (:func:`medcl.io.ecg.read_ecg`: any rate, lead order, .dat or
+.mat; resampled to the model's rate, high-passed, cropped/padded to its length), batched through
+the model under ``torch.inference_mode``. For every finding (probability >= its validation
+threshold), the prototypes that contributed most are listed with contribution = fusion weight x
+similarity: the logit units of the fused output, one scale across the three branches. A model
+without a trained fusion layer uses its branch classifiers instead. A record that fails is listed
+in ``errors.csv`` and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medcl.errors import MedclError
+from medcl.io.ecg import ECGRecord, read_ecg
+from medcl.nets.protoecg import BRANCHES, ProtoECGNet
+from medcl.utils import atomic_write_path, write_json
+
+__all__ = ["collect_records", "contribution_weights", "predict"]
+
+TOP_PROTOTYPES = 3
+
+
+def collect_records(inputs: list[str | os.PathLike]) -> list[str]:
+    """Expand folders to the WFDB records (``*.hea``) below them; files are kept as given."""
+    records: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(str(h.with_suffix("")) for h in p.rglob("*.hea"))
+            if not found:
+                raise MedclError(f"{item}: folder holds no WFDB records (*.hea)")
+            records += found
+        else:
+            records.append(str(item))
+    return records
+
+
+def _read(path: str, fs: int, n_samples: int, highpass: float | None) -> ECGRecord | str:
+    try:
+        return read_ecg(path, fs=fs, n_samples=n_samples, highpass=highpass)
+    except MedclError as exc:
+        return str(exc)
+    except Exception as exc:  # unreadable file: reported per record, the batch goes on
+        return f"{path}: cannot read record ({type(exc).__name__}: {exc})"
+
+
+def contribution_weights(net: ProtoECGNet, head: str) -> torch.Tensor:
+    """``(L, P_total)`` weights; weight x similarity is a prototype's contribution to a label's logit.
+
+    ``head="fusion"``: the fusion layer. ``"branches"``: each label's own branch classifier
+    (zero for prototypes of other branches).
+    """
+    if head == "fusion":
+        return net.fusion.weight.detach()
+    total = sum(net.branches[b].prototypes.num_prototypes for b in BRANCHES)
+    weight = net.fusion.weight.new_zeros(net.num_labels, total)
+    for b, start in net.prototype_offsets().items():
+        cls = net.branches[b].prototypes.classifier.weight.detach()  # (C_b, P_b)
+        weight[net.label_index(b), start : start + cls.shape[1]] = cls
+    return weight
+
+
+def _prototype_table(net: ProtoECGNet, labels: list[str], extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """Static description of every prototype in concatenated order (branch, class, source, window)."""
+    table: list[dict[str, Any]] = []
+    projection = extra.get("projection") or {}
+    for b in BRANCHES:
+        layer = net.branches[b].prototypes
+        codes = [labels[i] for i in net.label_index(b).tolist()]
+        classes = layer.identity.argmax(dim=1).tolist()
+        prov = projection.get(b)
+        for j, c in enumerate(classes):
+            row = {"branch": b, "index": j, "class": codes[c], "source_record": None, "source_labels": [],
+                   "window": None}
+            if prov is not None and int(prov["sample"][j]) >= 0:
+                row["source_record"] = prov["record"][j]
+                row["source_labels"] = list(prov["labels"][j])
+                row["window"] = {k: (float(prov[k][j]) if k.endswith("_s") else int(prov[k][j]))
+                                 for k in ("start", "end", "start_s", "end_s")}
+            table.append(row)
+    return table
+
+
+def _branch_of(net: ProtoECGNet, num_labels: int) -> list[str]:
+    owner = [""] * num_labels
+    for b in BRANCHES:
+        for i in net.label_index(b).tolist():
+            owner[i] = b
+    return owner
+
+
+class _Predictor:
+    """The loaded model and everything needed to turn batches into predictions.json entries."""
+
+    def __init__(self, checkpoint: str | os.PathLike) -> None:
+        from medcl.data.ptbxl import packaged_statements
+        from medcl.pipelines.ecg_train import load_model
+
+        self.net, self.cfg, self.labels, extra = load_model(checkpoint)
+        self.head = extra.get("head", "branches")
+        thr = extra.get("thresholds")
+        self.thresholds = np.asarray(thr if thr is not None else [0.5] * len(self.labels), dtype=np.float64)
+        self.table = _prototype_table(self.net, self.labels, extra)
+        self.owner = _branch_of(self.net, len(self.labels))
+        desc = packaged_statements().set_index("code")["description"].to_dict()
+        self.descriptions = [desc.get(c, c) for c in self.labels]
+        self.n_samples = self.cfg.data.n_samples or 10 * self.cfg.data.fs
+        self.weight = contribution_weights(self.net, self.head)
+
+    @torch.inference_mode()
+    def run(self, signals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Probabilities ``(B, L)`` and the top prototypes ``(B, L, k)`` indices and contributions."""
+        from medcl.pipelines.ecg_train import head_probabilities
+
+        out = self.net(torch.from_numpy(signals))
+        probs = head_probabilities(self.net, out, self.head)
+        sims = torch.cat([out[f"{b}.similarities"] for b in BRANCHES], dim=1)
+        contrib = self.weight[None] * sims[:, None, :]  # (B, L, P)
+        top = contrib.topk(min(TOP_PROTOTYPES, contrib.shape[-1]), dim=-1)
+        return probs.numpy(), top.indices.numpy(), sims.numpy()
+
+    def entry(self, path: str, rec: ECGRecord, probs: np.ndarray, top: np.ndarray, sims: np.ndarray) -> dict:
+        findings = []
+        weight = self.weight.numpy()
+        for i in np.flatnonzero(probs >= self.thresholds):
+            protos = []
+            for p in top[i]:
+                w, s = float(weight[i, p]), float(sims[p])
+                protos.append({**self.table[p], "contribution": w * s, "similarity": s, "weight": w})
+            findings.append({"code": self.labels[i], "description": self.descriptions[i],
+                             "probability": float(probs[i]), "threshold": float(self.thresholds[i]),
+                             "branch": self.owner[i], "prototypes": protos})
+        findings.sort(key=lambda f: -f["probability"])
+        return {
+            "record": path,
+            "record_id": rec.record_id,
+            "meta": {"age": rec.age, "sex": rec.sex, "fs": rec.source_fs,
+                     "duration_s": rec.source_n_samples / rec.source_fs if rec.source_fs else rec.duration_s},
+            "probabilities": {c: float(p) for c, p in zip(self.labels, probs)},
+            "findings": findings,
+        }
+
+
+def predict(records: list[str | os.PathLike], checkpoint: str | os.PathLike,
+            out_dir: str | os.PathLike | None = None, batch_size: int = 32, workers: int = 4) -> dict:
+    """Predict every record; return the ``predictions.json`` dict (and write outputs to ``out_dir``).
+
+    Raises:
+        MedclError: bad checkpoint, a folder without records, or no record given.
+    """
+    paths = collect_records(records)
+    if not paths:
+        raise MedclError("records: nothing to predict")
+    pred = _Predictor(checkpoint)
+    d = pred.cfg.data
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        loaded = list(pool.map(lambda p: _read(p, d.fs, pred.n_samples, d.highpass), paths))
+    errors = [(p, r) for p, r in zip(paths, loaded) if isinstance(r, str)]
+    good = [(p, r) for p, r in zip(paths, loaded) if not isinstance(r, str)]
+    entries = []
+    for start in range(0, len(good), batch_size):
+        chunk = good[start : start + batch_size]
+        probs, top, sims = pred.run(np.stack([r.signal for _, r in chunk]))
+        entries += [pred.entry(p, r, probs[k], top[k], sims[k]) for k, (p, r) in enumerate(chunk)]
+    result = {"labels": pred.labels, "thresholds": dict(zip(pred.labels, pred.thresholds.tolist())),
+              "records": entries}
+    if out_dir is not None:
+        _write_outputs(Path(out_dir), result, errors)
+    result["errors"] = [{"record": p, "error": e} for p, e in errors]
+    return result
+
+
+def _write_outputs(out: Path, result: dict, errors: list[tuple[str, str]]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "predictions.json", result)
+    with atomic_write_path(out / "predictions.csv") as tmp, tmp.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["record", *result["labels"]])
+        for e in result["records"]:
+            w.writerow([e["record"], *(f"{e['probabilities'][c]:.6g}" for c in result["labels"])])
+    with atomic_write_path(out / "errors.csv") as tmp, tmp.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["record", "error"])
+        w.writerows(errors)

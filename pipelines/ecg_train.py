@@ -1,0 +1,483 @@
+"""ProtoECGNet stages on Lightning: data, the LightningModule, projection and the stage chain."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from medcl.data.ptbxl import PTBXL, load_label_groups
+from medcl.engine import (
+    MedclModule,
+    build_trainer,
+    checkpoint_path,
+    fit,
+    load_model_checkpoint,
+    load_state_into,
+)
+from medcl.errors import MedclError
+from medcl.losses.prototype import MaskedL1Loss, PrototypeLoss, jaccard_matrix, positive_weights
+from medcl.metrics.auroc import auroc, best_f1_thresholds
+from medcl.nets.protoecg import BRANCHES, ProtoECGNet
+from medcl.pipelines.ecg import STAGES, ECGConfig
+from medcl.pipelines.ecg_project import Projector, assign_unique, sample_window
+from medcl.utils import atomic_write_path
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ECGData", "ECGModule", "build_net", "load_data", "project_prototypes", "run_stages"]
+
+
+@dataclass
+class ECGData:
+    """The PTB-XL folder with the 71-label space and the branch groups (indices into it)."""
+
+    ptbxl: PTBXL
+    labels: list[str]
+    groups: dict[str, list[int]]
+
+    def dataset(self, split: str) -> Dataset:
+        return self.ptbxl.dataset(split)
+
+    def labels_of(self, split: str) -> np.ndarray:
+        return self.ptbxl.y[self.ptbxl.split_indices(split)]
+
+
+class _WithIndex(Dataset):
+    """Items ``(x, y, i)``: the wrapped dataset's item and its position (projection provenance)."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        x, y = self.base[i]
+        return x, y, i
+
+
+def label_groups(labels: list[str]) -> dict[str, list[int]]:
+    """Indices of each branch's codes among ``labels`` (every code must be present)."""
+    pos = {c: i for i, c in enumerate(labels)}
+    groups = load_label_groups()
+    missing = sorted(c for codes in groups.values() for c in codes if c not in pos)
+    if missing:
+        raise MedclError(f"labels: the branch codes {missing[:5]} are not in the label set")
+    return {b: [pos[c] for c in groups[b]] for b in BRANCHES}
+
+
+def load_data(cfg: ECGConfig) -> ECGData:
+    """Open ``cfg.data.root`` as PTB-XL with the 71 ``all`` labels."""
+    d = cfg.data
+    ptbxl = PTBXL(d.root, fs=d.fs, label_set="all", n_samples=d.n_samples, highpass=d.highpass,
+                  cache_dir=d.cache_dir, workers=cfg.train.num_workers or None)
+    return ECGData(ptbxl, list(ptbxl.labels), label_groups(list(ptbxl.labels)))
+
+
+def build_net(cfg: ECGConfig, groups: dict[str, list[int]], num_labels: int) -> ProtoECGNet:
+    """The ProtoECGNet described by ``cfg.model`` (deterministic in the global seed)."""
+    m = cfg.model
+    n_samples = cfg.data.n_samples or 10 * cfg.data.fs
+    return ProtoECGNet(groups, num_labels, dict(m.per_class), width=m.width, layers=tuple(m.layers),
+                       proto_dim=m.proto_dim, n_samples=n_samples, partial_length=m.partial_length,
+                       pooling=m.pooling)
+
+
+def branch_probabilities(net: ProtoECGNet, out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sigmoid of the branch logits placed into the fused label space ``(B, num_labels)``."""
+    ref = out["fused"]
+    full = ref.new_zeros(ref.shape)
+    for b in BRANCHES:
+        full = full.index_copy(1, net.label_index(b), out[f"{b}.logits"].to(ref.dtype))
+    return torch.sigmoid(full)
+
+
+def head_probabilities(net: ProtoECGNet, out: dict[str, torch.Tensor], head: str) -> torch.Tensor:
+    """Probabilities of the model's output head: ``"fusion"`` or ``"branches"``."""
+    return torch.sigmoid(out["fused"]) if head == "fusion" else branch_probabilities(net, out)
+
+
+class ECGModule(MedclModule):
+    """One training stage (``joint``, ``classifier`` or ``fusion``) of ProtoECGNet.
+
+    Args:
+        net: the network (its frozen parts are kept in eval mode).
+        cfg: resolved config.
+        stage: which stage this module trains.
+        labels: the fused label codes.
+        train_labels: ``(N, num_labels)`` training labels (positive weights, co-occurrence).
+        extra: checkpoint extras carried along (projection provenance, thresholds).
+    """
+
+    family = "ecg"
+
+    def __init__(self, net: ProtoECGNet, cfg: ECGConfig, stage: str, labels: list[str],
+                 train_labels: np.ndarray, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(net, cfg.model_dump(mode="json"), {c: i for i, c in enumerate(labels)})
+        if stage not in ("joint", "classifier", "fusion"):
+            raise ValueError(f"not a training stage: {stage!r}")
+        self.cfg = cfg
+        self.stage = stage
+        self.labels = labels
+        self.medcl_extra = dict(extra or {})
+        y = torch.as_tensor(train_labels, dtype=torch.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # reported once by run_stages
+            self._build_losses(y)
+        self._freeze()
+        self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _build_losses(self, y: torch.Tensor) -> None:
+        lc = self.cfg.loss
+        idx = {b: self.net.label_index(b).cpu() for b in BRANCHES}
+        self.branch_losses = nn.ModuleDict({
+            b: PrototypeLoss(positive_weights(y[:, idx[b]]), jaccard_matrix(y[:, idx[b]]), lc.clustering,
+                             lc.separation, lc.diversity, lc.contrastive, lc.sparsity, lc.separation_mode)
+            for b in BRANCHES
+        })
+        self.register_buffer("pos_weight_all", positive_weights(y))
+        self.l1 = MaskedL1Loss()
+
+    def _trainable(self) -> list[nn.Parameter]:
+        net = self.net
+        if self.stage == "fusion":
+            return list(net.fusion.parameters())
+        heads = [p for b in BRANCHES for p in net.branches[b].prototypes.classifier.parameters()]
+        if self.stage == "classifier":
+            return heads
+        head_ids = {id(p) for p in heads} | {id(p) for p in net.fusion.parameters()}
+        return [p for p in net.parameters() if id(p) not in head_ids]
+
+    def _freeze(self) -> None:
+        keep = {id(p) for p in self._trainable()}
+        for p in self.net.parameters():
+            p.requires_grad_(id(p) in keep)
+
+    def train(self, mode: bool = True) -> ECGModule:
+        super().train(mode)
+        if self.stage != "joint":
+            self.net.branches.eval()  # frozen backbones keep their BatchNorm statistics
+        return self
+
+    def stage_loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The stage's loss and its logged terms."""
+        net, l1 = self.net, self.cfg.loss.l1
+        if self.stage == "fusion":
+            bce = F.binary_cross_entropy_with_logits(out["fused"], y, pos_weight=self.pos_weight_all)
+            reg = self.l1(net.fusion.weight)
+            return bce + l1 * reg, {"bce": bce, "l1": reg}
+        terms: dict[str, torch.Tensor] = {}
+        total = out["fused"].new_zeros(())
+        for b in BRANCHES:
+            layer = net.branches[b].prototypes
+            yb = y[:, net.label_index(b)]
+            logits = out[f"{b}.logits"]
+            if self.stage == "joint":
+                res = self.branch_losses[b](logits, yb, out[f"{b}.similarities"], layer.prototypes, layer.identity)
+                loss = res.pop("loss")
+                terms.update({f"{b}.{k}": v for k, v in res.items()})
+            else:
+                pw = self.branch_losses[b].pos_weight
+                loss = F.binary_cross_entropy_with_logits(logits, yb, pos_weight=pw)
+                loss = loss + l1 * self.l1(layer.classifier.weight, layer.identity)
+            terms[f"{b}.loss"] = loss
+            total = total + loss
+        return total, terms
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch[0], batch[1].float()
+        loss, terms = self.stage_loss(self.net(x), y)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(x))
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=len(x))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        head = "fusion" if self.stage == "fusion" else "branches"
+        self._val.append((head_probabilities(self.net, self.net(x), head).float(), y.float()))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val:
+            return
+        probs = torch.cat([p for p, _ in self._val])
+        y = torch.cat([t for _, t in self._val])
+        self._val.clear()
+        probs, y = self.all_gather(probs).reshape(-1, probs.shape[-1]), self.all_gather(y).reshape(-1, y.shape[-1])
+        aucs = auroc(y.cpu().numpy(), probs.cpu().numpy())
+        value = float(np.nanmean(aucs)) if np.isfinite(aucs).any() else 0.5
+        self.log("val_auroc", value, prog_bar=True, sync_dist=False)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        lr = o.lr if self.stage == "joint" else o.head_lr
+        return torch.optim.Adam(self._trainable(), lr=lr, weight_decay=o.weight_decay)
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+
+def save_model(path: Path, net: ProtoECGNet, cfg: ECGConfig, labels: list[str], extra: dict[str, Any]) -> Path:
+    """Write a slim medcl checkpoint (``{"medcl": payload}``) atomically."""
+    from medcl.engine.checkpoint import versions
+
+    payload = {
+        "family": "ecg",
+        "config": cfg.model_dump(mode="json"),
+        "label_map": {c: i for i, c in enumerate(labels)},
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "versions": versions(),
+        "extra": extra,
+    }
+    with atomic_write_path(path, suffix=".ckpt") as tmp:
+        torch.save({"medcl": payload}, tmp)
+    return path
+
+
+def load_model(path: str | os.PathLike) -> tuple[ProtoECGNet, ECGConfig, list[str], dict[str, Any]]:
+    """Rebuild the network of an ``ecg`` checkpoint; returns ``(net, cfg, labels, extra)``."""
+    ckpt = load_model_checkpoint(path, "ecg")
+    try:
+        cfg = ECGConfig.model_validate(ckpt.config)
+    except Exception as exc:  # pydantic ValidationError
+        raise MedclError(f"{path}: stored config is not a valid ECG config ({str(exc).splitlines()[0]})") from None
+    label_map = ckpt.label_map or {}
+    labels = sorted(label_map, key=label_map.__getitem__)
+    net = build_net(cfg, label_groups(labels), len(labels))
+    load_state_into(net, ckpt)
+    return net.eval(), cfg, labels, dict(ckpt.extra)
+
+
+# ------------------------------------------------------------------------------------ projection
+
+
+def _loader(ds: Dataset, batch_size: int, num_workers: int, shuffle: bool = False) -> DataLoader:
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      persistent_workers=num_workers > 0)
+
+
+def _shard_loader(ds: Dataset, batch_size: int, num_workers: int) -> DataLoader:
+    from medcl.engine.distributed import is_dist
+
+    sampler = None
+    if is_dist():
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(ds, shuffle=False, drop_last=False)
+    return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
+
+
+@torch.no_grad()
+def _scan(net: ProtoECGNet, loader: DataLoader, projectors: dict[str, Projector],
+          groups: dict[str, list[int]], device: torch.device) -> dict[str, int]:
+    """Stream the training shard through every branch; returns each branch's feature length."""
+    lengths: dict[str, int] = {}
+    for x, y, idx in loader:
+        x, y, idx = x.to(device), y.to(device), idx.to(device)
+        for b, proj in projectors.items():
+            feats = net.branches[b].features(x)
+            lengths[b] = int(feats.shape[-1]) if feats.ndim == 4 else 1
+            proj.update(feats, y[:, groups[b]], idx)
+    return lengths
+
+
+@torch.no_grad()
+def _segments_of(net: ProtoECGNet, branch: str, ds: Dataset, sample: torch.Tensor, window: torch.Tensor,
+                 batch_size: int, device: torch.device) -> torch.Tensor:
+    """Latent segments of (sample, window) pairs, from one pass over the distinct samples."""
+    layer = net.branches[branch].prototypes
+    uniq, inv = torch.unique(sample.clamp(min=0), return_inverse=True)
+    feats = torch.cat([net.branches[branch].features(x.to(device))
+                       for x, *_ in _loader(Subset(ds, uniq.tolist()), batch_size, 0)])
+    return layer.window_segment(feats, inv.to(device), window.to(device))
+
+
+def project_prototypes(net: ProtoECGNet, data: ECGData, cfg: ECGConfig,
+                       device: torch.device | None = None) -> dict[str, dict[str, Any]]:
+    """Replace every prototype by its best training segment of its own class; return provenance.
+
+    Returns ``{branch: {"sample", "ecg_id", "record", "labels", "window", "start", "end",
+    "start_s", "end_s", "similarity"}}`` (tensors and lists) for the checkpoint ``extra``.
+    """
+    device = device or next(net.parameters()).device
+    net.eval()
+    train_ds = _WithIndex(data.dataset("train"))
+    pc = cfg.project
+    k = pc.candidates if pc.unique else 1
+    projectors = {b: Projector(net.branches[b].prototypes, k) for b in BRANCHES}
+    lengths = _scan(net, _shard_loader(train_ds, pc.batch_size, cfg.train.num_workers), projectors,
+                    data.groups, device)
+    return {b: _apply(net, b, projectors[b], train_ds, data, cfg, lengths.get(b, 1), device) for b in BRANCHES}
+
+
+def _apply(net: ProtoECGNet, branch: str, proj: Projector, ds: Dataset, data: ECGData, cfg: ECGConfig,
+           feature_len: int, device: torch.device) -> dict[str, Any]:
+    layer = net.branches[branch].prototypes
+    if proj.k == 1:
+        res = proj.result()
+        score, sample, window, segment = res.score, res.sample, res.window, res.segment
+    else:
+        scores, samples, windows = proj.candidate_lists()
+        col = assign_unique(scores, samples).clamp(min=0)
+        rows = torch.arange(len(col), device=col.device)
+        score, sample, window = scores[rows, col], samples[rows, col], windows[rows, col]
+        segment = _segments_of(net, branch, ds, sample, window, cfg.project.batch_size, device)
+    found = sample >= 0
+    if not bool(found.all()):
+        warnings.warn(f"{branch}: {int((~found).sum())} prototypes have no training sample of their class; "
+                      "they keep their trained values", stacklevel=2)
+    with torch.no_grad():
+        mask = found.view(-1, *([1] * (segment.ndim - 1))).to(layer.prototypes.device)
+        layer.prototypes.copy_(torch.where(mask, segment.to(layer.prototypes), layer.prototypes))
+    return _provenance(layer, sample, window, score, data, cfg, feature_len)
+
+
+def _provenance(layer, sample, window, score, data: ECGData, cfg: ECGConfig, feature_len: int) -> dict[str, Any]:
+    n_samples = cfg.data.n_samples or 10 * cfg.data.fs
+    length = getattr(layer, "length", feature_len)
+    start, end = sample_window(window.cpu(), length, feature_len, n_samples)
+    train_rows = data.ptbxl.split_indices("train")
+    sample = sample.cpu()
+    rows = np.where(sample.numpy() >= 0, train_rows[sample.clamp(min=0).numpy()], -1)
+    paths = data.ptbxl.record_paths
+    ids = data.ptbxl.ecg_ids
+    labels = np.asarray(data.labels)
+    return {
+        "sample": sample,
+        "ecg_id": torch.as_tensor([int(ids[r]) if r >= 0 else -1 for r in rows]),
+        "record": [str(paths[r]) if r >= 0 else "" for r in rows],
+        "labels": [labels[data.ptbxl.y[r] > 0].tolist() if r >= 0 else [] for r in rows],
+        "window": window.cpu(),
+        "start": start,
+        "end": end,
+        "start_s": start.double() / cfg.data.fs,
+        "end_s": end.double() / cfg.data.fs,
+        "similarity": score.detach().cpu().float(),
+    }
+
+
+# ----------------------------------------------------------------------------------- stage chain
+
+
+def _fit_stage(stage: str, cfg: ECGConfig, data: ECGData, net: ProtoECGNet, extra: dict[str, Any],
+               stage_dir: Path, resume: str | os.PathLike | None) -> ProtoECGNet:
+    module = ECGModule(net, cfg, stage, data.labels, data.labels_of("train"), extra)
+    epochs = cfg.train.max_epochs if stage == "joint" else cfg.optim.head_epochs
+    trainer = build_trainer(cfg.train.model_copy(update={"max_epochs": epochs}), stage_dir,
+                            monitor="val_auroc", mode="max")
+    bs, nw = cfg.data.batch_size, cfg.train.num_workers
+    last = stage_dir / "checkpoints" / "last.ckpt"
+    resume = resume if resume is not None else (last if last.is_file() else None)
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")  # frozen branches, on purpose
+    fit(trainer, module, resume=resume, train_dataloaders=_loader(data.dataset("train"), bs, nw, shuffle=True),
+        val_dataloaders=_loader(data.dataset("val"), bs, nw))
+    best = checkpoint_path(stage_dir, "best")
+    if best.is_file():
+        load_state_into(net, load_model_checkpoint(best, "ecg"))
+    return net
+
+
+def _start_point(stages: tuple[str, ...], out: Path, resume: str | os.PathLike | None) -> Path | None:
+    """Model checkpoint a chain not starting with ``joint`` continues from."""
+    if stages[0] == "joint":
+        return None
+    if resume is not None:
+        return Path(resume)
+    earlier = [s for s in STAGES[: STAGES.index(stages[0])] if (out / s / "model.ckpt").is_file()]
+    if not earlier:
+        raise MedclError(f"{out}: stage '{stages[0]}' needs an earlier stage's model.ckpt (or --resume CKPT)")
+    return out / earlier[-1] / "model.ckpt"
+
+
+def _check_stages(stages: tuple[str, ...]) -> None:
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise MedclError(f"--stages: unknown stage(s) {unknown}; expected a chain of {', '.join(STAGES)}")
+    if "classifier" in stages and "fusion" in stages:
+        raise MedclError("--stages: choose either 'classifier' or 'fusion' as the last step")
+
+
+def _warn_empty_classes(data: ECGData) -> None:
+    positive_weights(torch.as_tensor(data.labels_of("train")), names=data.labels)
+
+
+def set_thresholds(net: ProtoECGNet, data: ECGData, head: str, batch_size: int) -> list[float]:
+    """Per-class thresholds maximising F1 on the validation fold."""
+    probs, y = predict_split(net, data, "val", head, batch_size)
+    return best_f1_thresholds(y, probs).tolist()
+
+
+@torch.no_grad()
+def predict_split(net: ProtoECGNet, data: ECGData, split: str, head: str, batch_size: int,
+                  with_branches: bool = False):
+    """Probabilities ``(N, num_labels)`` of a split (and, optionally, of the branch head) plus labels."""
+    device = next(net.parameters()).device
+    net.eval()
+    heads, branches = [], []
+    for x, _ in _loader(data.dataset(split), batch_size, 0):
+        out = net(x.to(device))
+        heads.append(head_probabilities(net, out, head).float().cpu())
+        branches.append(branch_probabilities(net, out).float().cpu())
+    y = data.labels_of(split)
+    probs = torch.cat(heads).numpy() if heads else np.zeros((0, len(data.labels)))
+    if with_branches:
+        return probs, (torch.cat(branches).numpy() if branches else probs), y
+    return probs, y
+
+
+def _device() -> torch.device:
+    """This process's device: ``cuda:LOCAL_RANK`` when CUDA is present, else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def _is_main() -> bool:
+    from medcl.engine.distributed import rank
+
+    return rank() == 0
+
+
+def run_stages(cfg: ECGConfig, out_dir: str | os.PathLike, stages: tuple[str, ...],
+               resume: str | os.PathLike | None = None) -> Path:
+    """Run a chain of stages (see :func:`medcl.pipelines.ecg.train`)."""
+    from medcl.engine import seed_everything
+
+    _check_stages(stages)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    data = load_data(cfg)
+    _warn_empty_classes(data)
+    net = build_net(cfg, data.groups, len(data.labels))
+    extra: dict[str, Any] = {"head": "branches"}
+    start = _start_point(stages, out, resume)
+    if start is not None:
+        net, _, _, extra = load_model(start)
+        resume = None
+    for i, stage in enumerate(stages):
+        final = out / stage / "model.ckpt"
+        if final.is_file():
+            net, _, _, extra = load_model(final)
+            log.info("stage %s: already done (%s)", stage, final)
+            continue
+        if stage == "project":
+            extra["projection"] = project_prototypes(net.to(_device()), data, cfg)
+        else:
+            net = _fit_stage(stage, cfg, data, net, extra, out / stage, resume if i == 0 else None)
+            extra["head"] = "fusion" if stage == "fusion" else ("branches" if stage == "classifier" else extra["head"])
+        if _is_main():
+            save_model(final, net, cfg, data.labels, extra)
+    extra["thresholds"] = set_thresholds(net.to(_device()), data, extra["head"], cfg.data.batch_size)
+    if _is_main():
+        save_model(out / "model.ckpt", net, cfg, data.labels, extra)
+    return out / "model.ckpt"
