@@ -133,8 +133,22 @@ def _available_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _can_spawn() -> bool:
+    """Spawned workers re-import ``__main__``; impossible when it is stdin or an interactive prompt."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return path is not None and Path(path).is_file()
+
+
 def effective_workers(requested: int | None, n_records: int) -> int:
-    """Requested workers (default: available CPUs, at most 8), fewer for small record lists."""
+    """Requested workers (default: available CPUs, at most 8), fewer for small record lists.
+
+    Decoding runs in this process when ``__main__`` cannot be re-imported by spawned workers.
+    """
+    if not _can_spawn():
+        return 1
     wanted = requested if requested is not None else min(_available_cpus(), 8)
     return max(1, min(wanted, -(-n_records // MIN_RECORDS_PER_WORKER)))
 
