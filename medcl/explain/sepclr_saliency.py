@@ -64,10 +64,13 @@ def explain_image(
         preprocess: the invertible preprocessing chain used in training (without augmentation).
         n_steps: Integrated-Gradients steps.
     """
+    from medcl.transforms.sepclr import surface_medcl_errors
+
     pre = Compose(list(preprocess))
-    data = Compose(list(load))({"image": str(image)})
-    reference = data["image"].clone()
-    data = pre(data)
+    with surface_medcl_errors():
+        data = Compose(list(load))({"image": str(image)})
+        reference = data["image"].clone()
+        data = pre(data)
     device = next(net.parameters()).device
     x = data["image"].as_tensor()[None].to(device)
     attr = salient_attribution(net, x, n_steps)[0].detach().cpu()

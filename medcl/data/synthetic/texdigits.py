@@ -1,0 +1,163 @@
+"""TexDigits: a 2D contrastive-analysis toy set (background textures, target textures + digits).
+
+Background images are 32x32 grey crops of one of 10 scikit-image bundled pictures (the *common*
+factor, ``texture``); target images are the same kind of crop blended with a scikit-learn
+handwritten digit (the *salient* factor, ``digit``), in the spirit of the CIFAR-MNIST setting of
+Louiset et al. (ICLR 2024). Train and test draw crops from disjoint image regions (left/right part
+of each picture) and digits from disjoint digit indices. Everything is generated vectorised and is
+deterministic from the seed.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["SIZE", "TEXTURES", "TexDigits", "make_texdigits", "write_dataset"]
+
+SIZE = 32
+#: the 10 scikit-image pictures used as texture sources (label = index).
+TEXTURES = (
+    "brick", "grass", "gravel", "camera", "coins", "moon", "page", "astronaut", "coffee", "immunohistochemistry",
+)  # fmt: skip
+_TRAIN_FRACTION = 0.7  # left part of each picture (columns) and first part of the digit indices
+_DIGIT_SIZE = 24
+
+
+@dataclass
+class TexDigits:
+    """An in-memory TexDigits sample set.
+
+    Attributes:
+        images: ``(n, 1, 32, 32)`` float32 in [0, 1].
+        group: ``(n,)`` int, 0 background / 1 target.
+        texture: ``(n,)`` int texture source (common label).
+        digit: ``(n,)`` int digit class for targets, -1 for background (salient label).
+    """
+
+    images: np.ndarray
+    group: np.ndarray
+    texture: np.ndarray
+    digit: np.ndarray
+
+
+@lru_cache(maxsize=1)
+def _textures() -> tuple[np.ndarray, ...]:
+    """The texture pictures as float32 grey images in [0, 1]."""
+    from skimage import data
+    from skimage.color import rgb2gray
+    from skimage.util import img_as_float32
+
+    out = []
+    for name in TEXTURES:
+        img = getattr(data, name)()
+        out.append(img_as_float32(rgb2gray(img) if img.ndim == 3 else img))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn digits upsampled to 24x24 masks in [0, 1], and their labels."""
+    from scipy.ndimage import zoom
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    masks = zoom(d.images / 16.0, (1, _DIGIT_SIZE / 8, _DIGIT_SIZE / 8), order=1)
+    return np.clip(masks, 0.0, 1.0).astype(np.float32), d.target.astype(np.int64)
+
+
+def _crops(tex: np.ndarray, n: int, split: str, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random 32x32 crops from the train (left) or test (right) columns of ``tex``."""
+    h, w = tex.shape
+    cut = int(w * _TRAIN_FRACTION)
+    lo, hi = (0, cut - SIZE) if split == "train" else (cut, w - SIZE)
+    ys = rng.integers(0, h - SIZE + 1, n)
+    xs = rng.integers(lo, hi + 1, n)
+    windows = np.lib.stride_tricks.sliding_window_view(tex, (SIZE, SIZE))
+    return windows[ys, xs]
+
+
+def _blend(crops: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Paint each digit mask on its crop in the colour opposite to the crop's mean grey."""
+    pad = (SIZE - _DIGIT_SIZE) // 2
+    full = np.zeros_like(crops)
+    full[:, pad : pad + _DIGIT_SIZE, pad : pad + _DIGIT_SIZE] = masks
+    ink = np.where(crops.mean(axis=(1, 2), keepdims=True) > 0.5, 0.0, 1.0)
+    return (1.0 - full) * crops + full * ink
+
+
+def make_texdigits(
+    n: int,
+    seed: int = 0,
+    split: str = "train",
+    target_fraction: float = 0.5,
+    textures: Sequence[int] | None = None,
+    digits: Sequence[int] | None = None,
+) -> TexDigits:
+    """Generate ``n`` TexDigits samples (first the background, then the target ones).
+
+    Args:
+        n: number of images.
+        seed: random seed (the result is a pure function of the arguments).
+        split: ``"train"`` or ``"test"`` (disjoint picture regions and digit indices).
+        target_fraction: fraction of target images.
+        textures: texture indices to draw from (default: all 10).
+        digits: digit classes to draw from (default: 0-9).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    rng = np.random.default_rng([seed, 0 if split == "train" else 1])
+    texture = rng.choice(np.arange(len(TEXTURES)) if textures is None else np.asarray(textures), n)
+    group = (np.arange(n) >= n - round(n * target_fraction)).astype(np.int64)
+    images = np.empty((n, SIZE, SIZE), np.float32)
+    for k, tex in enumerate(_textures()):  # loop over the 10 sources, vectorised within each
+        rows = np.flatnonzero(texture == k)
+        images[rows] = _crops(tex, rows.size, split, rng)
+    masks, labels = _digits()
+    cut = int(len(labels) * _TRAIN_FRACTION)
+    pool = np.arange(cut) if split == "train" else np.arange(cut, len(labels))
+    if digits is not None:
+        pool = pool[np.isin(labels[pool], digits)]
+    tg = np.flatnonzero(group == 1)
+    picks = rng.choice(pool, tg.size)
+    images[tg] = _blend(images[tg], masks[picks])
+    digit = np.full(n, -1, np.int64)
+    digit[tg] = labels[picks]
+    return TexDigits(images[:, None], group, texture.astype(np.int64), digit)
+
+
+def write_dataset(out_dir: str | Path, n: int, seed: int = 0, test_fraction: float = 0.3) -> Path:
+    """Write ``n`` TexDigits images as 2D NIfTI files plus ``manifest.csv``; return the manifest path.
+
+    The manifest has ``path`` (relative to the manifest), ``group``, ``texture``, ``digit`` (empty for
+    background) and ``split`` columns.
+    """
+    import nibabel as nib
+
+    from medcl.utils import atomic_write_path
+
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    n_test = int(round(n * test_fraction))
+    rows = []
+    for split, count in (("train", n - n_test), ("test", n_test)):
+        ds = make_texdigits(count, seed, split)
+        for i in range(count):
+            rel = f"images/{split}_{i:05d}.nii.gz"
+            img = nib.Nifti1Image(ds.images[i, 0], np.eye(4))
+            with atomic_write_path(out / rel) as tmp:
+                nib.save(img, tmp)
+            digit = "" if ds.digit[i] < 0 else int(ds.digit[i])
+            group = "target" if ds.group[i] else "background"
+            rows.append({"path": rel, "group": group, "texture": int(ds.texture[i]), "digit": digit, "split": split})
+    manifest = out / "manifest.csv"
+    with atomic_write_path(manifest) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest

@@ -1,0 +1,451 @@
+"""SepCLR pipeline: manifest -> MONAI transforms -> two encoders -> shared engine -> outputs.
+
+Louiset, Duchesnay, Grigis, Gori, "Separating common from salient patterns with contrastive
+representation learning", ICLR 2024. Python API (used by the CLI, demo and notebooks):
+:func:`train`, :func:`embed`, :func:`evaluate`, :func:`explain`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from medcl.config import MedclModel, TrainConfig, dump_config
+from medcl.engine import MedclModule
+from medcl.errors import MedclError
+
+__all__ = [
+    "SepCLRConfig",
+    "SepCLRModule",
+    "build_net",
+    "embed",
+    "embed_records",
+    "embeddings_table",
+    "evaluate",
+    "evaluate_table",
+    "explain",
+    "fit_records",
+    "load_net",
+    "records_from_manifest",
+    "train",
+]
+
+LABEL_MAP = {"background": 0, "target": 1}
+
+
+# ----------------------------------------------------------------------------------------- config
+class SepCLRDataConfig(MedclModel):
+    """Inputs and preprocessing."""
+
+    manifest: str = Field("manifest.csv", description="CSV with path, group, attributes, optional split.")
+    spatial_dims: Literal[2, 3] = 3
+    spatial_size: list[int] = Field(default_factory=lambda: [48, 48, 48], description="Crop/pad size (voxels).")
+    pixdim: list[float] | None = Field(default_factory=lambda: [1.0, 1.0, 1.0], description="3D spacing in mm.")
+    intensity: Literal["percentile", "none"] = "percentile"
+    batch_size: int = Field(32, ge=2, description="Even; half background, half target per batch.")
+    cache_rate: float = Field(1.0, ge=0.0, le=1.0, description="Fraction of preprocessed images cached.")
+
+    @model_validator(mode="after")
+    def _check_dims(self) -> SepCLRDataConfig:
+        if len(self.spatial_size) != self.spatial_dims:
+            raise ValueError(f"spatial_size has {len(self.spatial_size)} values; spatial_dims is {self.spatial_dims}")
+        if self.batch_size % 2:
+            raise ValueError("batch_size must be even (half background, half target)")
+        return self
+
+
+class SepCLRModelConfig(MedclModel):
+    """Encoders (MONAI ResNet) and embedding sizes."""
+
+    common_dim: int = Field(32, ge=1)
+    salient_dim: int = Field(32, ge=1)
+    depth: Literal[10, 18, 34, 50] = 18
+    width: int = Field(64, ge=1, description="Channels of the first ResNet stage.")
+    cifar_stem: bool = Field(True, description="3x3 stride-1 first conv, no max-pool (small inputs).")
+    in_channels: int = Field(1, ge=1)
+
+
+class SepCLRLossConfig(MedclModel):
+    """Loss weights: a preset, optionally overridden term by term."""
+
+    preset: Literal["natural", "medical"] = "medical"
+    beta_s: float | None = Field(None, ge=0)
+    beta_reg: float | None = Field(None, ge=0)
+    lam: float | None = Field(None, ge=0)
+    gather: bool = Field(True, description="All-gather embeddings across DDP ranks.")
+    simclr_temperature: float = Field(0.5, gt=0)
+
+    def weights(self) -> tuple[float, float, float]:
+        """``(beta_s, beta_reg, lam)`` after applying the overrides to the preset."""
+        from medcl.losses.sepclr import PRESETS
+
+        base = PRESETS[self.preset]
+        given = (self.beta_s, self.beta_reg, self.lam)
+        return tuple(float(b if g is None else g) for b, g in zip(base, given))  # type: ignore[return-value]
+
+
+class SepCLROptimConfig(MedclModel):
+    lr: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class SepCLREvalConfig(MedclModel):
+    """Embedding, probing and explanation settings."""
+
+    seed: int = 0
+    test_fraction: float = Field(0.3, gt=0, lt=1)
+    batch_size: int = Field(32, ge=1)
+    ig_steps: int = Field(16, ge=2, description="Integrated-Gradients steps.")
+
+
+class SepCLRConfig(MedclModel):
+    """Full SepCLR run configuration (``configs/sepclr/*.yaml``)."""
+
+    baseline: Literal["sepclr", "simclr"] = "sepclr"
+    data: SepCLRDataConfig = Field(default_factory=SepCLRDataConfig)
+    model: SepCLRModelConfig = Field(default_factory=SepCLRModelConfig)
+    loss: SepCLRLossConfig = Field(default_factory=SepCLRLossConfig)
+    optim: SepCLROptimConfig = Field(default_factory=SepCLROptimConfig)
+    eval: SepCLREvalConfig = Field(default_factory=SepCLREvalConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------------------- model
+def build_net(cfg: SepCLRConfig) -> torch.nn.Module:
+    """The exported network: :class:`SepCLRNet`, or :class:`SimCLRNet` of size ``d_c + d_s``."""
+    from medcl.nets.sepclr import SepCLRNet, SimCLRNet
+
+    m = cfg.model
+    enc = dict(spatial_dims=cfg.data.spatial_dims, in_channels=m.in_channels, depth=m.depth, width=m.width,
+               cifar_stem=m.cifar_stem)  # fmt: skip
+    if cfg.baseline == "simclr":
+        return SimCLRNet(m.common_dim + m.salient_dim, **enc)
+    return SepCLRNet(m.common_dim, m.salient_dim, **enc)
+
+
+class SepCLRModule(MedclModule):
+    """Lightning module training SepCLR (or the SimCLR baseline) on two augmented views."""
+
+    family = "sepclr"
+
+    def __init__(self, cfg: SepCLRConfig) -> None:
+        super().__init__(build_net(cfg), cfg.model_dump(mode="json"), dict(LABEL_MAP))
+        self.cfg = cfg
+        if cfg.baseline == "simclr":
+            from monai.losses import ContrastiveLoss
+
+            self.criterion = ContrastiveLoss(temperature=cfg.loss.simclr_temperature)
+        else:
+            from medcl.losses.sepclr import SepCLRLoss
+
+            beta_s, beta_reg, lam = cfg.loss.weights()
+            self.criterion = SepCLRLoss(beta_s, beta_reg, lam, gather=cfg.loss.gather)
+
+    def _simclr_step(self, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+        from medcl.engine.distributed import gather_with_grad
+
+        z1, z2 = self.net(v1)[1], self.net(v2)[1]
+        if self.cfg.loss.gather:
+            z1, z2 = gather_with_grad(z1), gather_with_grad(z2)
+        loss = self.criterion(z1.float(), z2.float())
+        self.log("train/loss", loss, prog_bar=True, batch_size=v1.shape[0])
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        v1, v2 = batch["view1"], batch["view2"]
+        if self.cfg.baseline == "simclr":
+            return self._simclr_step(v1, v2)
+        o1, o2 = self.net(v1), self.net(v2)
+        terms = self.criterion.terms(o1.zc.float(), o2.zc.float(), o1.zs.float(), o2.zs.float(), batch["group"])
+        self.log_dict({f"train/{k}": v for k, v in terms.as_dict().items()}, prog_bar=False, batch_size=v1.shape[0])
+        return terms.total
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.net.parameters(), lr=self.cfg.optim.lr, weight_decay=self.cfg.optim.weight_decay)
+
+
+def load_net(checkpoint: str | os.PathLike) -> tuple[torch.nn.Module, SepCLRConfig]:
+    """The trained network (eval mode, CPU) and its config, loaded safely from a medcl checkpoint."""
+    from medcl.engine import load_model_checkpoint, load_state_into
+
+    ckpt = load_model_checkpoint(checkpoint, "sepclr")
+    cfg = SepCLRConfig.model_validate(ckpt.config)
+    return load_state_into(build_net(cfg), ckpt).eval(), cfg
+
+
+# ----------------------------------------------------------------------------------------- data
+def _load_chain(cfg: SepCLRConfig) -> list:
+    from medcl.transforms.sepclr import load_transforms
+
+    return load_transforms(cfg.data.spatial_dims)
+
+
+def _preprocess_chain(cfg: SepCLRConfig) -> list:
+    from medcl.transforms.sepclr import preprocess_transforms
+
+    d = cfg.data
+    return preprocess_transforms(d.spatial_size, d.pixdim if d.spatial_dims == 3 else None, intensity=d.intensity)
+
+
+def _transforms(cfg: SepCLRConfig, augment: bool, load: bool = True):
+    """(Load +) preprocess (+ two-view augmentation) as one MONAI ``Compose``."""
+    from medcl.transforms.sepclr import build_transforms
+
+    d = cfg.data
+    pixdim = d.pixdim if d.spatial_dims == 3 else None
+    return build_transforms(d.spatial_size, pixdim, d.intensity, augment=augment, load=load)
+
+
+def records_from_manifest(manifest) -> list[dict[str, Any]]:
+    """MONAI data dicts ``{"image": path, "group": 0|1}`` of a validated manifest."""
+    return [{"image": p, "group": int(g)} for p, g in zip(manifest.paths, manifest.groups)]
+
+
+def _train_loader(cfg: SepCLRConfig, records: list[dict[str, Any]], load: bool) -> torch.utils.data.DataLoader:
+    from monai.data import CacheDataset, DataLoader
+
+    from medcl.data.samplers import GroupBalancedBatchSampler
+
+    transform = _transforms(cfg, augment=True, load=load)
+    transform.set_random_state(seed=cfg.train.seed)
+    ds = CacheDataset(records, transform=transform, cache_rate=cfg.data.cache_rate, num_workers=0, progress=False)
+    sampler = GroupBalancedBatchSampler([r["group"] for r in records], cfg.data.batch_size, seed=cfg.train.seed)
+    return DataLoader(ds, batch_sampler=sampler, num_workers=cfg.train.num_workers)
+
+
+def fit_records(
+    cfg: SepCLRConfig,
+    records: list[dict[str, Any]],
+    out_dir: str | os.PathLike,
+    resume: str | os.PathLike | None = None,
+    load: bool = True,
+) -> Path:
+    """Train on MONAI data dicts (``image`` = path, or a channel-first array when ``load=False``)."""
+    from medcl.engine import build_trainer, checkpoint_path, fit, seed_everything
+    from medcl.utils import write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", dump_config(cfg))
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    loader = _train_loader(cfg, records, load)
+    trainer = build_trainer(cfg.train, out, use_distributed_sampler=False)
+    fit(trainer, SepCLRModule(cfg), resume=resume, train_dataloaders=loader)
+    return checkpoint_path(out, "last")
+
+
+def train(cfg: SepCLRConfig, out_dir: str | os.PathLike, resume: str | os.PathLike | None = None) -> Path:
+    """Validate the manifest, train through the shared engine, return the last checkpoint path.
+
+    Rows whose ``split`` is ``test`` are held out (kept for probing).
+    """
+    from medcl.data.manifest import read_manifest
+
+    manifest = read_manifest(cfg.data.manifest)
+    if manifest.split is not None:
+        manifest = manifest.subset(manifest.split != "test")
+        if len(set(manifest.groups.tolist())) < 2:
+            raise MedclError(f"{cfg.data.manifest}: the rows not in split 'test' hold a single group; need both")
+    return fit_records(cfg, records_from_manifest(manifest), out_dir, resume)
+
+
+# ---------------------------------------------------------------------------------------- embed
+def _encode(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> dict[str, np.ndarray]:
+    """One batch through the encoder(s) (autocast when ``dtype``), as float32 arrays by space prefix."""
+    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        out = net.embed(x)
+    named = {"h": out} if isinstance(out, torch.Tensor) else {"c": out[0], "s": out[1]}
+    return {k: v.float().cpu().numpy() for k, v in named.items()}
+
+
+@torch.no_grad()
+def embed_records(
+    net: torch.nn.Module, cfg: SepCLRConfig, records: list[dict[str, Any]], load: bool = True
+) -> dict[str, np.ndarray]:
+    """Encoder outputs ``{"c": (n, d_c), "s": (n, d_s)}`` (SepCLR) or ``{"h": (n, d)}`` (SimCLR)."""
+    from monai.data import DataLoader, Dataset
+
+    from medcl.engine.device import autocast_dtype, pick_device
+    from medcl.transforms.sepclr import surface_medcl_errors
+
+    ds = Dataset(records, transform=_transforms(cfg, augment=False, load=load))
+    loader = DataLoader(ds, batch_size=cfg.eval.batch_size, num_workers=0)
+    device = pick_device("auto")
+    net = net.to(device).eval()
+    dtype = autocast_dtype(device)
+    parts: dict[str, list[np.ndarray]] = {}
+    with surface_medcl_errors():  # a scan that fails to load is reported as its one-line MedclError
+        for batch in loader:
+            for k, v in _encode(net, batch["image"].to(device), dtype).items():
+                parts.setdefault(k, []).append(v)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def embed(checkpoint: str | os.PathLike, manifest: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Encoder outputs of every manifest row -> ``out_dir/embeddings.csv``.
+
+    Columns: ``subject``, ``group``, ``split`` (if given), the attributes, then ``c_*``/``s_*``
+    (SepCLR) or ``h_*`` (SimCLR). Images of any geometry are brought to the training grid by the
+    training preprocessing.
+    """
+    from medcl.data.manifest import read_manifest
+    from medcl.utils import atomic_write_path
+
+    man = read_manifest(manifest, require_group=False, require_both=False)
+    net, cfg = load_net(checkpoint)
+    table = man.table.drop(columns=["path"])
+    result = embeddings_table(table, embed_records(net, cfg, records_from_manifest(man)))
+    out = Path(out_dir) / "embeddings.csv"
+    with atomic_write_path(out) as tmp:
+        result.to_csv(tmp, index=False)
+    return out
+
+
+def embeddings_table(table, feats: dict[str, np.ndarray]):
+    """``subject`` first, the other manifest columns, then one column per feature (``c_0``, ``s_0``...)."""
+    import pandas as pd
+
+    cols = ["subject"] + [c for c in table.columns if c != "subject"] if "subject" in table else list(table.columns)
+    blocks = [table[cols].reset_index(drop=True)]
+    blocks += [pd.DataFrame(v, columns=[f"{k}_{i}" for i in range(v.shape[1])]) for k, v in feats.items()]
+    return pd.concat(blocks, axis=1)
+
+
+# ------------------------------------------------------------------------------------- evaluate
+_SPACES = {"c": "common", "s": "salient", "h": "simclr"}
+
+
+def _feature_spaces(table, source: str) -> dict[str, np.ndarray]:
+    spaces = {}
+    for prefix, name in _SPACES.items():
+        cols = [c for c in table.columns if c.startswith(f"{prefix}_") and c[2:].isdigit()]
+        if cols:
+            spaces[name] = table[cols].to_numpy(np.float64)
+    if not spaces:
+        raise MedclError(f"{source}: no c_*/s_*/h_* feature columns")
+    return spaces
+
+
+def _bg_tg(spaces: dict[str, np.ndarray], groups: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int):
+    from medcl.metrics.probes import probe_classification
+
+    return {
+        name: probe_classification(x[train], groups[train], x[test], groups[test], seed)["score"]
+        for name, x in spaces.items()
+    }
+
+
+def _leakage(probes: list[dict], salient_attrs: set[str]) -> dict[str, dict[str, float]]:
+    """Per attribute: score above chance in the space where it should be absent."""
+    out = {}
+    for row in probes:
+        if row["metric"] == "mae" or row["space"] == "simclr":
+            continue
+        expected = "salient" if row["attribute"] in salient_attrs else "common"
+        if row["space"] != expected:
+            out[row["attribute"]] = {"expected_space": expected, "excess_over_chance": row["score"] - row["chance"]}
+    return out
+
+
+def evaluate(embeddings: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0) -> dict:
+    """Linear probes of every attribute in each space, bg/tg accuracy, salient norms, PCA plots.
+
+    Writes ``out_dir/evaluation.json`` and (matplotlib) ``out_dir/plots/*.png``; returns the dict.
+    """
+    import pandas as pd
+
+    path = Path(embeddings)
+    if not path.is_file():
+        raise MedclError(f"{path}: embeddings file not found")
+    return evaluate_table(pd.read_csv(path), out_dir, seed, source=str(path))
+
+
+def evaluate_table(table, out_dir: str | os.PathLike | None, seed: int = 0, source: str = "embeddings") -> dict:
+    """:func:`evaluate` on an embeddings table in memory (``out_dir=None``: write nothing)."""
+    from medcl.data.manifest import GROUPS, RESERVED
+    from medcl.metrics.probes import probe_attribute, split_masks
+    from medcl.utils import write_json
+
+    if "group" not in table.columns:
+        raise MedclError(f"{source}: missing column 'group'")
+    spaces = _feature_spaces(table, source)
+    groups = table["group"].map(GROUPS).to_numpy()
+    if np.isnan(groups.astype(float)).any() or np.unique(groups).size < 2:
+        raise MedclError(f"{source}: 'group' must hold both 'background' and 'target' for evaluation")
+    groups = groups.astype(int)
+    split = table["split"].to_numpy() if "split" in table.columns else None
+    train, test = split_masks(len(table), split, groups, seed=seed)
+    feature_cols = {c for c in table.columns if c[:2] in ("c_", "s_", "h_") and c[2:].isdigit()}
+    attrs = [c for c in table.columns if c not in RESERVED and c not in feature_cols]
+    probes = [row for a in attrs for row in probe_attribute(spaces, table[a].to_numpy(), train, test, a, seed)]
+    salient_attrs = {a for a in attrs if table.loc[groups == 0, a].isna().all()}
+    result: dict[str, Any] = {
+        "probes": probes,
+        "bg_tg": _bg_tg(spaces, groups, train, test, seed),
+        "salient_norm": _salient_norms(spaces, groups),
+        "leakage": _leakage(probes, salient_attrs),
+        "n": {"train": int(train.sum()), "test": int(test.sum())},
+    }
+    if out_dir is not None:
+        write_json(Path(out_dir) / "evaluation.json", result)
+        _pca_plots(spaces, table, attrs, Path(out_dir) / "plots")
+    return result
+
+
+def _salient_norms(spaces: dict[str, np.ndarray], groups: np.ndarray) -> dict[str, float]:
+    if "salient" not in spaces:
+        return {}
+    norms = np.linalg.norm(spaces["salient"], axis=1)
+    return {name: float(norms[groups == g].mean()) for name, g in LABEL_MAP.items()}
+
+
+def _pca_plots(spaces: dict[str, np.ndarray], table, attrs: list[str], out: Path) -> list[Path]:
+    """2D PCA of each space coloured by group and by each attribute (PNG; no pyplot state touched)."""
+    from matplotlib.figure import Figure
+    from sklearn.decomposition import PCA
+
+    from medcl.utils import atomic_write_path
+
+    written = []
+    for space, x in spaces.items():
+        xy = PCA(n_components=2, random_state=0).fit_transform(x)
+        for colour in ["group", *attrs]:
+            values = table[colour]
+            codes = values.astype("category").cat.codes.to_numpy() if values.dtype == object else values.to_numpy()
+            fig = Figure(figsize=(4, 4))
+            ax = fig.subplots()
+            sc = ax.scatter(xy[:, 0], xy[:, 1], c=codes, s=6, cmap="tab10" if values.nunique() <= 10 else "viridis")
+            ax.set(title=f"{space} space, coloured by {colour}", xlabel="PC1", ylabel="PC2")
+            fig.colorbar(sc, ax=ax)
+            path = out / f"pca_{space}_{colour}.png"
+            with atomic_write_path(path) as tmp:
+                fig.savefig(tmp, dpi=80, bbox_inches="tight", format="png")
+            written.append(path)
+    return written
+
+
+# -------------------------------------------------------------------------------------- explain
+def explain(checkpoint: str | os.PathLike, manifest: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+    """Integrated-Gradients maps of ``||s||`` for the target rows, as overlays on each input's grid."""
+    from medcl.data.manifest import read_manifest
+    from medcl.explain.sepclr_saliency import explain_image
+
+    man = read_manifest(manifest, require_group=False, require_both=False)
+    net, cfg = load_net(checkpoint)
+    if cfg.baseline != "sepclr":
+        raise MedclError(f"{checkpoint}: explain needs a SepCLR checkpoint (this one is {cfg.baseline})")
+    rows = man.table if "group" not in man.table else man.table[man.table["group"] == "target"]
+    load, pre, out = _load_chain(cfg), _preprocess_chain(cfg), Path(out_dir)
+    written = []
+    for path, subject in zip(rows["path"], rows["subject"]):
+        try:  # one bad scan is reported and skipped; the others finish
+            written.append(explain_image(net, path, out / f"{subject}_ig_salient.nii.gz", load, pre, cfg.eval.ig_steps))
+        except MedclError as exc:
+            print(f"medcl: skipped {path}: {exc}", file=sys.stderr)
+    return written
