@@ -21,28 +21,13 @@ import numpy as np
 import torch
 
 from medcl.errors import MedclError
-from medcl.io.ecg import ECGRecord, read_ecg
+from medcl.io.ecg import ECGRecord, find_records, read_ecg
 from medcl.nets.protoecg import BRANCHES, ProtoECGNet
 from medcl.utils import atomic_write_path, write_json
 
-__all__ = ["collect_records", "contribution_weights", "predict"]
+__all__ = ["contribution_weights", "predict"]
 
 TOP_PROTOTYPES = 3
-
-
-def collect_records(inputs: list[str | os.PathLike]) -> list[str]:
-    """Expand folders to the WFDB records (``*.hea``) below them; files are kept as given."""
-    records: list[str] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(str(h.with_suffix("")) for h in p.rglob("*.hea"))
-            if not found:
-                raise MedclError(f"{item}: folder holds no WFDB records (*.hea)")
-            records += found
-        else:
-            records.append(str(item))
-    return records
 
 
 def _read(path: str, fs: int, n_samples: int, highpass: float | None) -> ECGRecord | str:
@@ -158,7 +143,7 @@ def predict(records: list[str | os.PathLike], checkpoint: str | os.PathLike,
     Raises:
         MedclError: bad checkpoint, a folder without records, or no record given.
     """
-    paths = collect_records(records)
+    paths = find_records(records)
     if not paths:
         raise MedclError("records: nothing to predict")
     pred = _Predictor(checkpoint)

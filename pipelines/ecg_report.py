@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from medcl.errors import MedclError
+from medcl.io.ecg import find_records
 
 MODEL_FS = 100.0
 MODEL_SAMPLES = 1000
@@ -25,17 +26,8 @@ _SUFFIXES = (".hea", ".mat", ".dat")
 
 
 def expand_records(inputs: Sequence[str | os.PathLike]) -> list[str]:
-    """Record paths from files/record names and folders (every ``*.hea`` below a folder, sorted)."""
-    out: list[str] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(str(h.with_suffix("")) for h in p.rglob("*.hea"))
-            if not found:
-                raise MedclError(f"{p}: folder holds no WFDB header (*.hea)")
-            out += found
-        else:
-            out.append(str(p.with_suffix("")) if p.suffix.lower() in _SUFFIXES else str(p))
+    """Record paths (without extension) from files/record names and folders of records."""
+    out = [str(Path(p).with_suffix("")) if Path(p).suffix.lower() in _SUFFIXES else p for p in find_records(inputs)]
     return list(dict.fromkeys(out))
 
 

@@ -146,3 +146,17 @@ def read_manifest(
     if "split" in table.columns:
         table["split"] = table["split"].fillna("train").str.strip().str.lower()
     return Manifest(path, table)
+
+
+def write_manifest(rows: list[dict], path: str | os.PathLike) -> Path:
+    """Write manifest rows (dicts with the same keys, ``path`` and ``group`` first) as CSV, atomically."""
+    import csv
+
+    from medcl.utils import atomic_write_path
+
+    path = Path(path)
+    with atomic_write_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

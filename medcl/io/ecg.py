@@ -18,6 +18,7 @@ import functools
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
@@ -352,3 +353,25 @@ def inspect_ecg(path: str | Path) -> dict[str, Any]:
         "scp_codes": snomed_to_scp(meta["dx_snomed"]),
         "comments": list(header.comments or []),
     }
+
+
+def find_records(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """WFDB records named by ``inputs``: files/record names as given, folders expanded.
+
+    A folder contributes every record (``*.hea``) below it, sorted, as a record path without
+    extension. Duplicates are dropped, order is kept.
+
+    Raises:
+        MedclError: a folder that holds no WFDB header.
+    """
+    records: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(str(h.with_suffix("")) for h in p.rglob("*.hea"))
+            if not found:
+                raise MedclError(f"{item}: folder holds no WFDB records (*.hea)")
+            records += found
+        else:
+            records.append(str(item))
+    return list(dict.fromkeys(records))

@@ -24,35 +24,12 @@ SCANS = {
 }
 
 
-def _random_checkpoint(path):
-    """A tiny baseline network with random weights (its maps are not empty, see the batch test)."""
-    from medcl.data.zones_labels import LABEL_MAP
-    from medcl.nets.dualpath import build_zones_net
-
-    torch.manual_seed(0)
-    model = {"arch": "baseline", "filters": [4, 8, 8, 8]}
-    net = build_zones_net(model)
-    torch.save(
-        {
-            "medcl": {
-                "family": "zones",
-                "config": {"model": model},
-                "label_map": LABEL_MAP,
-                "state_dict": net.state_dict(),
-                "versions": {},
-                "extra": {},
-            }
-        },
-        path,
-    )
-    return path
-
 
 @pytest.fixture(scope="module")
-def real_run(shared_data, tmp_path_factory):
+def real_run(shared_data, tmp_path_factory, random_zones_checkpoint):
     out = tmp_path_factory.mktemp("real")
     inputs = [shared_data / p for p in SCANS.values()] + [shared_data / STUDY]  # the study folder: 4 series
-    ckpt = _random_checkpoint(out / "random.ckpt")
+    ckpt = random_zones_checkpoint(out / "random.ckpt", "baseline")
     # a small ROI and no TTA keep this fast (TTA and the ROI are checked on phantoms)
     rows = segment(inputs, ckpt, out / "seg", tta=False, device="cpu", roi_mm=(48.0, 48.0, 48.0))
     return shared_data, out / "seg", {r["case"]: r for r in rows}

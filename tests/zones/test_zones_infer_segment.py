@@ -178,36 +178,14 @@ def test_output_folder_equal_to_input_folder_is_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.nii.gz"]
 
 
-def _tiny_checkpoint(path):
-    from medcl.data.zones_labels import LABEL_MAP
-    from medcl.nets.dualpath import build_zones_net
 
-    torch.manual_seed(0)
-    model = {"arch": "dualpath", "filters": [4, 8, 8, 8]}
-    net = build_zones_net(model)
-    torch.save(
-        {
-            "medcl": {
-                "family": "zones",
-                "config": {"model": model},
-                "label_map": LABEL_MAP,
-                "state_dict": net.state_dict(),
-                "versions": {},
-                "extra": {},
-            }
-        },
-        path,
-    )
-    return path
-
-
-def test_cli_segment_exit_codes(tmp_path, capsys):
+def test_cli_segment_exit_codes(tmp_path, capsys, random_zones_checkpoint):
     from medcl.cli import main
 
     (tmp_path / "in").mkdir()
     write_phantom(tmp_path / "in" / "good.nii.gz")
     (tmp_path / "in" / "bad.nii.gz").write_bytes(b"junk")
-    ckpt = _tiny_checkpoint(tmp_path / "tiny.ckpt")
+    ckpt = random_zones_checkpoint(tmp_path / "tiny.ckpt", "dualpath")
     args = [
         "zones",
         "segment",

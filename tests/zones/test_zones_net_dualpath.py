@@ -18,16 +18,6 @@ from medcl.nets.dualpath import (
     shared_disagreement,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine this is many times faster than two."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 SMALL = {
     "filters": [4, 8, 16],
     "kernel_sizes": [[3, 3, 1], [3, 3, 1], [3, 3, 3]],

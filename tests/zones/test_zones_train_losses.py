@@ -12,15 +12,6 @@ from medcl.data.zones_labels import ZONES_TO_A, ZONES_TO_B
 from medcl.losses.cotraining import PathConsistencyLoss, ZonesSupervisedLoss, sigmoid_rampup
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine this is many times faster than two."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _merge(p5: torch.Tensor, table: tuple[int, ...]) -> torch.Tensor:
     out = torch.zeros(p5.shape[0], max(table) + 1, *p5.shape[2:], dtype=p5.dtype)
     for zone, cls in enumerate(table):

@@ -20,16 +20,6 @@ from medcl.nets.dualpath import build_zones_net
 from medcl.pipelines.zones import ZonesConfig, _stages
 from medcl.transforms.zones import zones_val_transforms
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine this is many times faster than two."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "zones" / "synthetic.yaml"
 FAST = [

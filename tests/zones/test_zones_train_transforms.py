@@ -13,15 +13,6 @@ from medcl.errors import MedclError
 from medcl.transforms.zones import RemapLabelsd, signed_distance, zones_train_transforms, zones_val_transforms
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine this is many times faster than two."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def items(tmp_path_factory) -> list[dict]:
     path = write_dataset(tmp_path_factory.mktemp("tf"), n=2, seed=4, n_validation=0)

@@ -10,7 +10,6 @@ RAS, centred affine) with a manifest CSV.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +104,7 @@ def write_dataset(out_dir: str | Path, n: int, seed: int = 0, size: int = 32, te
     """Write ``n`` volumes as NIfTI plus ``manifest.csv`` (path, group, attributes, split); return it."""
     import nibabel as nib
 
+    from medcl.data.manifest import write_manifest
     from medcl.utils import atomic_write_path
 
     out = Path(out_dir)
@@ -128,9 +128,4 @@ def write_dataset(out_dir: str | Path, n: int, seed: int = 0, size: int = 32, te
             "lesion_subtype": LESION_SUBTYPES[a["lesion_subtype"]] if target else "",
             "lesion_size": round(float(a["lesion_size"]), 3) if target else "", "split": split[i],
         })  # fmt: skip
-    manifest = out / "manifest.csv"
-    with atomic_write_path(manifest) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+    return write_manifest(rows, out / "manifest.csv")

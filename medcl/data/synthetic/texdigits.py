@@ -10,7 +10,6 @@ deterministic from the seed.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -139,6 +138,7 @@ def write_dataset(out_dir: str | Path, n: int, seed: int = 0, test_fraction: flo
     """
     import nibabel as nib
 
+    from medcl.data.manifest import write_manifest
     from medcl.utils import atomic_write_path
 
     out = Path(out_dir)
@@ -155,9 +155,4 @@ def write_dataset(out_dir: str | Path, n: int, seed: int = 0, test_fraction: flo
             digit = "" if ds.digit[i] < 0 else int(ds.digit[i])
             group = "target" if ds.group[i] else "background"
             rows.append({"path": rel, "group": group, "texture": int(ds.texture[i]), "digit": digit, "split": split})
-    manifest = out / "manifest.csv"
-    with atomic_write_path(manifest) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+    return write_manifest(rows, out / "manifest.csv")
