@@ -137,6 +137,9 @@ class SepCLRModule(MedclModule):
     def __init__(self, cfg: SepCLRConfig) -> None:
         super().__init__(build_net(cfg), cfg.model_dump(mode="json"), dict(LABEL_MAP))
         self.cfg = cfg
+        # 2D convolutions run ~10% faster channels-last on CPU (oneDNN) and on GPU tensor cores
+        self.memory_format = torch.channels_last if cfg.data.spatial_dims == 2 else torch.contiguous_format
+        self.net = self.net.to(memory_format=self.memory_format)
         if cfg.baseline == "simclr":
             from monai.losses import ContrastiveLoss
 
@@ -158,7 +161,8 @@ class SepCLRModule(MedclModule):
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        v1, v2 = batch["view1"], batch["view2"]
+        v1 = batch["view1"].contiguous(memory_format=self.memory_format)
+        v2 = batch["view2"].contiguous(memory_format=self.memory_format)
         if self.cfg.baseline == "simclr":
             return self._simclr_step(v1, v2)
         o1, o2 = self.net(v1), self.net(v2)

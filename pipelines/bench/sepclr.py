@@ -170,7 +170,7 @@ def _throughput_case(spatial: tuple[int, ...], batch: int, steps: int, device, w
     torch.manual_seed(0)
     net = SepCLRNet(32, 32, spatial_dims=len(spatial), depth=depth, width=width, cifar_stem=True).to(device)
     x = torch.rand(batch, 1, *spatial, device=device)
-    if device.type == "cuda" and len(spatial) == 2:
+    if len(spatial) == 2:  # as in training: channels-last 2D (faster with oneDNN on CPU and on GPUs)
         net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
