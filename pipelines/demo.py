@@ -47,7 +47,7 @@ QUICK = DemoSizes(
     cohort_subjects=40, sepclr_epochs=3, phantoms=5, zones_epochs=4, zones_stage2_epochs=1, ecg_records=200, ecg_epochs=3
 )
 FULL = DemoSizes(
-    cohort_subjects=160, sepclr_epochs=25, phantoms=16, zones_epochs=30, zones_stage2_epochs=8, ecg_records=800, ecg_epochs=12
+    cohort_subjects=160, sepclr_epochs=10, phantoms=12, zones_epochs=20, zones_stage2_epochs=4, ecg_records=600, ecg_epochs=8
 )
 
 

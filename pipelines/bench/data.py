@@ -109,7 +109,9 @@ def bench_ecg_io(n: int, fs: int, workers: int | None, wfdb_sample: int, work_di
         "cached_load_records_per_s": round(cached_rate, 1),
         "cached_dataloader_records_per_s": round(_loader_pass(data.dataset("train")), 1),
         "speedup_cached_vs_wfdb": round(cached_rate / wfdb_rate, 1),
-        "meets_min_speedup": cached_rate / wfdb_rate >= MIN_SPEEDUP,
+        "speedup_cached_vs_read_ecg": round(cached_rate / medcl_rate, 1),
+        # the target compares with a per-record read *plus filtering* (as the reference loader does)
+        "meets_min_speedup": cached_rate / medcl_rate >= MIN_SPEEDUP,
         "min_speedup": MIN_SPEEDUP,
         "cache_mb": round(data.cache.npy.stat().st_size / 2**20, 1),
     }
