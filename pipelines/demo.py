@@ -44,10 +44,10 @@ class DemoSizes:
 
 
 QUICK = DemoSizes(
-    cohort_subjects=40, sepclr_epochs=3, phantoms=5, zones_epochs=4, zones_stage2_epochs=1, ecg_records=200, ecg_epochs=3
+    cohort_subjects=40, sepclr_epochs=8, phantoms=5, zones_epochs=4, zones_stage2_epochs=1, ecg_records=200, ecg_epochs=3
 )
 FULL = DemoSizes(
-    cohort_subjects=160, sepclr_epochs=10, phantoms=12, zones_epochs=20, zones_stage2_epochs=4, ecg_records=600, ecg_epochs=8
+    cohort_subjects=160, sepclr_epochs=40, phantoms=12, zones_epochs=20, zones_stage2_epochs=4, ecg_records=600, ecg_epochs=8
 )
 
 
@@ -86,9 +86,12 @@ def run_sepclr(out: Path, sizes: DemoSizes) -> FamilyResult:
         [
             f"data.manifest={manifest}",
             "data.spatial_size=[32, 32, 32]",
+            "data.intensity=none",
             "data.batch_size=16",
             "model.depth=10",
-            "model.width=16",
+            "model.width=8",
+            "model.cifar_stem=false",
+            "optim.lr=2e-3",
             f"train.max_epochs={sizes.sepclr_epochs}",
             "train.log_every_n_steps=5",
         ],
