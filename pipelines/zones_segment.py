@@ -38,11 +38,18 @@ from monai.inferers import sliding_window_inference
 from monai.transforms import CenterSpatialCropd, Compose, EnsureChannelFirstd
 from torch import nn
 
+from medcl.engine.device import autocast_dtype
 from medcl.errors import MedclError
 from medcl.postprocess.sectors import sector_lut, sector_map
 from medcl.postprocess.volumes import ZONE_NAMES, zone_volumes
 from medcl.postprocess.zones import clean_zones
-from medcl.transforms.geometry import DEFAULT_PIXDIM, canonical_transforms, invert_to_input, percentile_scale
+from medcl.transforms.geometry import (
+    DEFAULT_PIXDIM,
+    MedclCompose,
+    canonical_transforms,
+    invert_to_input,
+    percentile_scale,
+)
 from medcl.utils import atomic_write_path, ensure_output_dir, write_json
 
 DEFAULT_ROI_MM: tuple[float, float, float] = (80.0, 80.0, 120.0)
@@ -132,7 +139,7 @@ class ZonesSegmenter:
         orient, spacing = [t for t in canonical_transforms("image", pixdim=self.pixdim)
                            if not isinstance(t, EnsureChannelFirstd)]
         crop = CenterSpatialCropd("image", roi_size=self.native_roi(affine))
-        return Compose([orient, percentile_scale("image"), crop, spacing])
+        return MedclCompose([orient, percentile_scale("image"), crop, spacing])
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         probs, uncertainty = self.net.zone_probabilities(x)
@@ -147,7 +154,7 @@ class ZonesSegmenter:
         """
         x = x.to(self.device, torch.float32)
         batch = torch.cat([x, x.flip(2)]) if self.tta else x
-        dtype = _autocast_dtype(self.device)
+        dtype = autocast_dtype(self.device)
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = sliding_window_inference(
                 batch, self.window(x.shape[2:]), self.sw_batch_size, self._predict, overlap=self.overlap,
@@ -185,11 +192,6 @@ def _zone_names(label_map: Mapping | None) -> dict[int, str]:
         return dict(ZONE_NAMES)
     pairs = [(v, k) if isinstance(v, int) else (k, v) for k, v in label_map.items()]
     return {int(value): str(name) for value, name in pairs if int(value) > 0}
-
-
-def _autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on GPUs that support it; fp32 elsewhere."""
-    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
 
 
 def read_scan(path: str | os.PathLike) -> MetaTensor:

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Compose, Invertd, MapTransform
+from monai.transforms import Invertd, MapTransform
+
+from medcl.transforms.geometry import MedclCompose
 
 __all__ = ["explain_image", "salient_attribution"]
 
@@ -66,9 +68,9 @@ def explain_image(
     """
     from medcl.transforms.sepclr import surface_medcl_errors
 
-    pre = Compose(list(preprocess))
+    pre = MedclCompose(list(preprocess))
     with surface_medcl_errors():
-        data = Compose(list(load))({"image": str(image)})
+        data = MedclCompose(list(load))({"image": str(image)})
         reference = data["image"].clone()
         data = pre(data)
     device = next(net.parameters()).device

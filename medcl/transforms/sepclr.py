@@ -33,7 +33,7 @@ from monai.transforms import (
     Spacingd,
 )
 
-from medcl.errors import MedclError
+from medcl.transforms.geometry import MedclCompose, unwrap_medcl_error
 
 __all__ = [
     "VIEW_KEYS",
@@ -125,7 +125,7 @@ def build_transforms(
     """(Load +) preprocess (+ two-view augmentation): the training chain, or the inference one."""
     head = load_transforms(len(spatial_size)) if load else []
     tail = augment_views(spatial_size) if augment else []
-    return Compose(head + preprocess_transforms(spatial_size, pixdim, intensity=intensity) + tail)
+    return MedclCompose(head + preprocess_transforms(spatial_size, pixdim, intensity=intensity) + tail)
 
 
 @contextlib.contextmanager
@@ -134,9 +134,7 @@ def surface_medcl_errors() -> Iterator[None]:
     try:
         yield
     except RuntimeError as exc:
-        cause: BaseException | None = exc
-        while cause is not None and not isinstance(cause, MedclError):
-            cause = cause.__cause__
-        if cause is None:
+        cause = unwrap_medcl_error(exc)
+        if cause is exc:
             raise
         raise cause from None

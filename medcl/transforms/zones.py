@@ -37,7 +37,7 @@ from monai.transforms import (
 from monai.transforms.utils import distance_transform_edt
 
 from medcl.data.zones_labels import remap_labels, resolve_remap
-from medcl.transforms.geometry import DEFAULT_PIXDIM, load_canonical, percentile_scale
+from medcl.transforms.geometry import DEFAULT_PIXDIM, MedclCompose, load_canonical, percentile_scale
 
 __all__ = [
     "AUX_KEY",
@@ -214,7 +214,7 @@ def zones_train_transforms(
     chain = zones_preprocess(labeled, remap, pixdim, sdm)
     chain += zones_train_augment(patch_size, labeled, sdm, **augment)
     chain.append(EnsureTyped(_spatial_keys(labeled, sdm), dtype=torch.float32, track_meta=False))
-    return Compose(chain)
+    return MedclCompose(chain)
 
 
 def zones_val_transforms(
@@ -223,4 +223,4 @@ def zones_val_transforms(
     """Validation chain: whole canonical volumes (sliding-window inference happens in the model)."""
     chain = zones_preprocess(True, remap, pixdim, sdm=False)
     chain.append(EnsureTyped([IMAGE, LABEL], dtype=torch.float32, track_meta=False))
-    return Compose(chain)
+    return MedclCompose(chain)

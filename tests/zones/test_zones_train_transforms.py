@@ -75,3 +75,14 @@ def test_signed_distance_hand_values_with_anisotropic_spacing() -> None:
     assert torch.equal(
         signed_distance(torch.zeros(1, 2, 2, 2, dtype=torch.bool), (1, 1, 1)), torch.ones(1, 2, 2, 2)
     )
+
+
+def test_bad_scan_in_a_datalist_is_a_one_line_error_not_a_wrapped_runtime_error(tmp_path) -> None:
+    import nibabel as nib
+
+    image = np.full((16, 16, 4), np.nan, dtype=np.float32)
+    nib.save(nib.Nifti1Image(image, np.diag([0.5, 0.5, 3.0, 1.0])), tmp_path / "nan.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 4), np.uint8), np.diag([0.5, 0.5, 3.0, 1.0])), tmp_path / "lab.nii.gz")
+    item = {"image": str(tmp_path / "nan.nii.gz"), "label": str(tmp_path / "lab.nii.gz")}
+    with pytest.raises(MedclError, match="nan.nii.gz"):
+        zones_val_transforms()(item)
