@@ -411,6 +411,7 @@ def _salient_norms(spaces: dict[str, np.ndarray], groups: np.ndarray) -> dict[st
 
 def _pca_plots(spaces: dict[str, np.ndarray], table, attrs: list[str], out: Path) -> list[Path]:
     """2D PCA of each space coloured by group and by each attribute (PNG; no pyplot state touched)."""
+    import pandas as pd
     from matplotlib.figure import Figure
     from sklearn.decomposition import PCA
 
@@ -421,7 +422,8 @@ def _pca_plots(spaces: dict[str, np.ndarray], table, attrs: list[str], out: Path
         xy = PCA(n_components=2, random_state=0).fit_transform(x)
         for colour in ["group", *attrs]:
             values = table[colour]
-            codes = values.astype("category").cat.codes.to_numpy() if values.dtype == object else values.to_numpy()
+            numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+            codes = values.to_numpy(dtype=float) if numeric else values.astype("category").cat.codes.to_numpy()
             fig = Figure(figsize=(4, 4))
             ax = fig.subplots()
             sc = ax.scatter(xy[:, 0], xy[:, 1], c=codes, s=6, cmap="tab10" if values.nunique() <= 10 else "viridis")

@@ -25,3 +25,27 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI (``MEDCL_REQUIRE_BROWSER=1``, set by ``make test`` when ``CI=true``) a missing
+    Chromium stops the run up front instead of silently skipping the report browser tests."""
+    from medcl.explain.browser import find_chromium
+
+    if os.environ.get("MEDCL_REQUIRE_BROWSER") == "1" and find_chromium() is None:
+        raise pytest.UsageError(
+            "MEDCL_REQUIRE_BROWSER=1 but no Chromium was found (`make browser` installs Debian's chromium)"
+        )
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+    """Say loudly, at the end of the run, when the browser tests did not run and why."""
+    from medcl.explain.browser import find_chromium
+
+    if find_chromium() is None:
+        terminalreporter.write_line(
+            "medcl: NOTE: headless Chromium is not installed, so the HTML report browser tests were SKIPPED "
+            "(run `make browser`, or set MEDCL_CHROMIUM=/path/to/chromium)",
+            yellow=True,
+            bold=True,
+        )

@@ -136,6 +136,9 @@ def build_trainer(
     kwargs.update(overrides)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    # Lightning's pytree helpers use torch's deprecated ``LeafSpec``/``children_specs`` once per
+    # batch (torch >= 2.10); the warning is Lightning's to fix and floods user logs.
+    warnings.filterwarnings("ignore", message=r".*(LeafSpec|treespec\.children_specs).*", category=FutureWarning)
     return L.Trainer(**kwargs)
 
 
