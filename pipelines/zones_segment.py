@@ -40,7 +40,6 @@ from torch import nn
 
 from medcl.engine.device import autocast_dtype
 from medcl.errors import MedclError
-from medcl.postprocess.sectors import sector_lut, sector_map
 from medcl.postprocess.volumes import ZONE_NAMES, zone_volumes
 from medcl.postprocess.zones import clean_zones
 from medcl.transforms.geometry import (
@@ -224,30 +223,77 @@ def case_names(inputs: Sequence[str | os.PathLike]) -> list[str]:
     return names
 
 
-def write_qc_png(image: np.ndarray, labels: np.ndarray, affine: np.ndarray, path: Path, n: int = 4) -> Path:
-    """Zones over ``n`` axial slices through the gland, radiological view (RAS grid), atomically."""
+def ras_volume(volume: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``volume`` reoriented to the closest RAS axes (index grows to patient right, anterior, superior)
+    and its voxel size in mm along those axes."""
     import nibabel as nib
+
+    ornt = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))
+    spacing = np.empty(3)
+    spacing[ornt[:, 0].astype(int)] = voxel_spacing(affine)
+    return nib.orientations.apply_orientation(volume, ornt), spacing
+
+
+def axial_display(ras: np.ndarray, k: int) -> np.ndarray:
+    """Axial slice ``k`` of a RAS volume as screen rows x columns in radiological convention:
+    patient right on screen left, anterior at the top (letters :data:`AXIAL_LETTERS`)."""
+    return ras[::-1, ::-1, k].T
+
+
+def coronal_display(ras: np.ndarray, j: int) -> np.ndarray:
+    """Coronal slice ``j`` of a RAS volume as screen rows x columns: patient right on screen left,
+    superior at the top (letters :data:`CORONAL_LETTERS`)."""
+    return ras[::-1, j, ::-1].T
+
+
+# screen (left, right, top, bottom) orientation letters of the QC panels
+AXIAL_LETTERS: tuple[str, str, str, str] = ("R", "L", "A", "P")
+CORONAL_LETTERS: tuple[str, str, str, str] = ("R", "L", "S", "I")
+
+
+def _letters(ax: Any, letters: Sequence[str]) -> None:
+    style = {"color": "yellow", "fontsize": 9, "fontweight": "bold", "transform": ax.transAxes}
+    for text, x, y, ha, va in zip(letters, (0.02, 0.98, 0.5, 0.5), (0.5, 0.5, 0.98, 0.02),
+                                  ("left", "right", "center", "center"), ("center", "center", "top", "bottom")):
+        ax.text(x, y, text, ha=ha, va=va, **style)
+
+
+def write_qc_png(
+    image: np.ndarray, labels: np.ndarray, affine: np.ndarray, path: Path, n: int = 4, stamp: str = ""
+) -> Path:
+    """Zones over ``n`` axial slices and one coronal slice through the gland, atomically.
+
+    Radiological convention on every panel (patient right on screen left), with R/L/A/P or
+    R/L/S/I letters at the panel edges; ``stamp`` (e.g. a synthetic-training warning) is printed
+    across the top of the figure.
+    """
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    ornt = nib.orientations.io_orientation(affine)
-    image, labels = (nib.orientations.apply_orientation(a, ornt) for a in (image, labels))
-    spacing = np.empty(3)
-    spacing[ornt[:, 0].astype(int)] = voxel_spacing(affine)
+    (image, spacing), (labels, _) = ras_volume(image, affine), ras_volume(labels, affine)
     slices = np.nonzero(labels.any(axis=(0, 1)))[0]
     lo, hi = (slices.min(), slices.max()) if slices.size else (0, labels.shape[2] - 1)
     picks = np.unique(np.linspace(lo, hi, n + 2).round().astype(int)[1:-1]) if hi > lo else np.array([lo])
-    aspect = spacing[1] / spacing[0]
-    fig = Figure(figsize=(3 * len(picks), 3.3))
-    for ax, k in zip(np.atleast_1d(fig.subplots(1, len(picks))), picks):
-        ax.imshow(image[:, :, k].T, cmap="gray", origin="lower", aspect=aspect)
-        ax.imshow(np.ma.masked_equal(labels[:, :, k].T, 0), cmap=ListedColormap(QC_COLOURS), vmin=1, vmax=4,
-                  alpha=0.45, origin="lower", aspect=aspect, interpolation="nearest")
-        ax.set_title(f"axial slice {k} (RAS grid)", fontsize=8)
+    gland_y = np.nonzero(labels.any(axis=(0, 2)))[0]
+    j = int(np.round(gland_y.mean())) if gland_y.size else labels.shape[1] // 2
+    panels = [(axial_display(image, k), axial_display(labels, k), spacing[1] / spacing[0], f"axial slice {k}",
+               AXIAL_LETTERS) for k in picks]
+    panels.append((coronal_display(image, j), coronal_display(labels, j), spacing[2] / spacing[0],
+                   f"coronal slice {j}", CORONAL_LETTERS))
+    fig = Figure(figsize=(3 * len(panels), 3.6))
+    cmap = ListedColormap(QC_COLOURS)
+    for ax, (img, lab, aspect, title, letters) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
+        ax.imshow(img, cmap="gray", aspect=aspect)
+        ax.imshow(np.ma.masked_equal(lab, 0), cmap=cmap, vmin=1, vmax=4, alpha=0.45, aspect=aspect,
+                  interpolation="nearest")
+        ax.set_title(f"{title} (radiological)", fontsize=8)
+        _letters(ax, letters)
         ax.axis("off")
     fig.legend(handles=[Patch(color=c, label=z) for c, z in zip(QC_COLOURS, ZONE_NAMES.values())],
                loc="lower center", ncol=4, fontsize=8)
+    if stamp:
+        fig.suptitle(stamp, color="red", fontsize=9, fontweight="bold")
     with atomic_write_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     return path
@@ -256,19 +302,18 @@ def write_qc_png(image: np.ndarray, labels: np.ndarray, affine: np.ndarray, path
 def _write_case(segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str) -> dict:
     """Segment one scan and write its outputs; returns its summary row."""
     from medcl.io.image import write_like
+    from medcl.pipelines.zones_sectors import write_sector_files
 
     image = read_scan(path)
     probs, uncertainty = segmenter.predict(image)
     affine = np.asarray(image.affine, dtype=np.float64)
     spacing = voxel_spacing(affine)
     labels = clean_zones(probs.max(0).indices.numpy(), spacing, tuple(segmenter.names))  # max: faster than argmax
-    sectors, sector_info = sector_map(labels, affine)
     volumes = zone_volumes(labels, affine, segmenter.names)
     files = {s: out / f"{case}{s}" for s in OUTPUT_SUFFIXES}
     write_like(labels, image, files["_zones.nii.gz"], dtype=np.uint8)
     write_like(uncertainty.numpy(), image, files["_uncertainty.nii.gz"], dtype=np.float32)
-    write_like(sectors, image, files["_sectors.nii.gz"], dtype=np.uint8)
-    write_json(files["_sectors.json"], sector_lut(sector_info))
+    write_sector_files(labels, image, out, case)
     write_json(files["_volumes.json"], {"case": case, "input": str(path), **volumes})
     write_qc_png(image.as_tensor()[0].numpy(), labels, affine, files["_qc.png"])
     return {**{f"{z}_ml": round(v, 4) for z, v in volumes["zones"].items()}, "gland_ml": round(volumes["gland"], 4)}

@@ -29,6 +29,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 1 if summary["n_failed"] else 0
 
 
+def _sectors(args: argparse.Namespace) -> int:
+    from medcl.pipelines.zones_sectors import sectors_from_zone_maps
+
+    rows = sectors_from_zone_maps(args.zonemaps, args.out)
+    failed = [r for r in rows if r["status"] != "ok"]
+    print(f"medcl: wrote sector maps of {len(rows) - len(failed)} of {len(rows)} zone maps into {args.out}")
+    return 1 if failed else 0
+
+
+def _add_sectors(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "sectors", "PI-RADS v2.1 sector maps of existing zone label maps (0-4)", _sectors)
+    p.add_argument("zonemaps", nargs="+", metavar="ZONEMAP",
+                   help="zone label maps (NIfTI/NRRD/MHA; 1 PZ, 2 TZ, 3 DPU, 4 AFS)")
+    p.add_argument("--out", required=True, help="output folder for <case>_sectors.nii.gz and <case>_sectors.json")
+
+
 def _add_segment(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "segment", "segment prostate zones of scans (files or DICOM series folders)", _segment)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/NRRD/MHA files or DICOM series folders")
@@ -50,7 +66,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    sub = add_group(subparsers, "zones", "prostate zone segmentation: train, segment, evaluate")
+    sub = add_group(subparsers, "zones", "prostate zone segmentation: train, segment, evaluate, sectors")
     try:
         from medcl.commands.zones_train import register_train
     except ModuleNotFoundError as exc:
@@ -60,3 +76,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         register_train(sub)
     _add_segment(sub)
     _add_evaluate(sub)
+    _add_sectors(sub)

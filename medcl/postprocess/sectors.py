@@ -7,7 +7,8 @@ fibromuscular stroma (AS) right / left. Geometric definitions used here (all in 
 
 * levels: thirds of the gland's extent along the patient S axis (base = superior third);
 * right / left: the sagittal plane through the DPU centroid (the TZ centroid when the map has no
-  DPU, the gland centroid when it has neither); RAS x grows towards the patient's left;
+  DPU, the gland centroid when it has neither); RAS +x points to the patient's **right** (DICOM
+  LPS +x points to the patient's left), so voxels with RAS x above the centre are "R";
 * anterior / posterior: the coronal plane through the same centre;
 * PZ posteromedial vs posterolateral: the angle between the voxel's in-plane offset from the centre
   and the posterior direction, below / above ``medial_angle`` (45 degrees by default).
@@ -22,6 +23,15 @@ from __future__ import annotations
 import numpy as np
 
 LEVELS: tuple[str, ...] = ("base", "mid", "apex")
+PIRADS_COVERAGE: dict[str, str] = {
+    "covered": "PZa, PZpm, PZpl, TZa, TZp and AS, right and left, at base, mid and apex: 36 of the 38 "
+    "prostate sectors of the PI-RADS v2.1 map",
+    "not_covered": "the two v2.1 central zone sectors (CZ right/left, base): the CZ is part of the TZ label "
+    "in medcl, so CZ voxels fall in the base TZa/TZp sectors; the seminal vesicle and urethral sphincter "
+    "sectors (outside the gland) are not mapped",
+    "extra": "DPU (distal prostatic urethra) is not a PI-RADS sector; it gets one sector per level so that "
+    "every gland voxel receives exactly one sector",
+}
 SIDES: tuple[str, ...] = ("R", "L")
 # (zone label, zone name, part index, part name, sided)
 _PARTS: tuple[tuple[int, str, int, str, bool], ...] = (
@@ -112,7 +122,7 @@ def sector_map(labels: np.ndarray, affine: np.ndarray, medial_angle: float = 45.
     centre, source = sector_centre(labels_at, ras)
     level, s_range = _levels(ras[:, 2])
     offset = ras - centre
-    side = (offset[:, 0] > 0).astype(np.int64)
+    side = (offset[:, 0] < 0).astype(np.int64)  # SIDES index: 0 "R" (RAS +x), 1 "L"
     sectors[idx] = _lookup()[level, labels_at, _parts(labels_at, offset, medial_angle), side]
     return sectors, {"centre_ras": centre.tolist(), "centre_from": source, "s_range_mm": s_range}
 
@@ -121,7 +131,9 @@ def sector_lut(info: dict, medial_angle: float = 45.0) -> dict:
     """The JSON document written beside a sector map: table plus how the split was made."""
     return {
         "standard": "PI-RADS v2.1 sector map (CZ within TZ; DPU one sector per level)",
+        "coverage": PIRADS_COVERAGE,
         "coordinates": "RAS mm",
+        "side_convention": "side R/L is the patient's right/left: RAS +x (DICOM LPS -x) is the patient's right",
         "medial_angle_deg": medial_angle,
         **info,
         "sectors": sector_table(),

@@ -50,16 +50,18 @@ def test_sides_levels_and_pz_parts_follow_the_geometry():
     sectors, _ = sector_map(labels, affine)
     idx = np.argwhere((labels > 0) & (labels != 3))
     ids = sectors[tuple(idx.T)]
-    assert ((_lookup(ids, "side") == "L") == (idx[:, 0] > 10)).all()  # RAS x grows to the patient's left
+    side = _lookup(ids, "side")
+    assert ((side == "R") == (idx[:, 0] >= 10)).all()  # RAS +x points to the patient's right
+    assert ((side == "L") == (idx[:, 0] < 10)).all()
     level = _lookup(ids, "level")
     assert (level[idx[:, 2] >= 6] == "base").all() and (level[idx[:, 2] <= 2] == "apex").all()
     assert (level[(idx[:, 2] >= 3) & (idx[:, 2] <= 5)] == "mid").all()
     assert TABLE[int(sectors[10, 3, 4])]["part"] == "pm"  # straight behind the urethra
     assert TABLE[int(sectors[3, 9, 4])]["part"] == "pl"  # far lateral, slightly posterior
-    assert TABLE[int(sectors[4, 12, 4])]["name"] == "mid PZa R"  # anterior horn
-    assert TABLE[int(sectors[17, 12, 4])]["name"] == "mid PZa L"
-    assert TABLE[int(sectors[8, 14, 4])]["name"] == "mid TZa R"
-    assert TABLE[int(sectors[8, 9, 0])]["name"] == "apex TZp R"
+    assert TABLE[int(sectors[4, 12, 4])]["name"] == "mid PZa L"  # anterior horn, patient left (low RAS x)
+    assert TABLE[int(sectors[17, 12, 4])]["name"] == "mid PZa R"
+    assert TABLE[int(sectors[8, 14, 4])]["name"] == "mid TZa L"
+    assert TABLE[int(sectors[8, 9, 0])]["name"] == "apex TZp L"
 
 
 def test_sector_map_does_not_depend_on_voxel_orientation():
@@ -82,7 +84,7 @@ def test_real_msd_sectors_partition_the_gland_split_at_the_tz_centroid(shared_da
     centre = apply_affine(nii.affine, np.argwhere(labels == 2)).mean(0)
     assert info["centre_from"] == "TZ" and info["centre_ras"] == pytest.approx(centre.tolist())
     ids = sectors[labels > 0]
-    assert ((_lookup(ids, "side") == "L") == (ras[:, 0] > centre[0])).all()
+    assert ((_lookup(ids, "side") == "L") == (ras[:, 0] < centre[0])).all()  # RAS -x: patient left
     s = ras[:, 2]
     third = (s - s.min()) / (s.max() - s.min())
     level = _lookup(ids, "level")
