@@ -16,12 +16,12 @@ from typing import Any, Literal
 
 import torch
 from monai.inferers import sliding_window_inference
-from monai.metrics import DiceMetric
+from monai.metrics import compute_dice
 from monai.networks.utils import one_hot
 from pydantic import Field, model_validator
 
 from medcl.config import MedclModel, TrainConfig, dump_config
-from medcl.data.zones_labels import LABEL_MAP, NUM_ZONES, ZONE_NAMES
+from medcl.data.zones_labels import LABEL_MAP, NUM_ZONES, ZONE_NAMES, annotated_mask, observed_prediction
 from medcl.engine import MedclModule
 from medcl.errors import MedclError
 from medcl.losses.cotraining import PathConsistencyLoss, ZonesSupervisedLoss, sigmoid_rampup
@@ -154,7 +154,7 @@ class ZonesModule(MedclModule):
         self.medcl_extra = {"stage": stage}
         self.supervised = ZonesSupervisedLoss(cfg.model.aux, **cfg.loss.model_dump())
         self.consistency = PathConsistencyLoss()
-        self.dice = DiceMetric(include_background=False, reduction="mean_batch")
+        self._dice: list[torch.Tensor] = []
         self._disagreement: list[torch.Tensor] = []
 
     @property
@@ -178,7 +178,7 @@ class ZonesModule(MedclModule):
             x = torch.cat([x, unlabeled["image"]])  # one forward pass over both kinds of patches
         out = self.net(x)
         terms = self.supervised.terms(
-            {k: v[:n] for k, v in out.items()}, labeled["label"], labeled.get("aux")
+            {k: v[:n] for k, v in out.items()}, labeled["label"], labeled.get("aux"), labeled.get("annotated")
         )
         loss = self.supervised.total(terms)
         weight = self.consistency_weight(batch_idx)
@@ -210,13 +210,13 @@ class ZonesModule(MedclModule):
             mode="gaussian",
         )
         labels = pred["probs"].argmax(1, keepdim=True)
-        self.dice(one_hot(labels, NUM_ZONES), one_hot(batch["label"].long(), NUM_ZONES))
+        self._dice.append(annotated_dice(labels, batch["label"], batch.get("annotated")))
         if "disagreement" in pred:
             self._disagreement.append(pred["disagreement"].mean())
 
     def on_validation_epoch_end(self) -> None:
-        scores = self.dice.aggregate()
-        self.dice.reset()
+        scores = torch.cat(self._dice).nanmean(0) if self._dice else torch.full((NUM_ZONES - 1,), float("nan"))
+        self._dice.clear()
         metrics = {f"val/dice_{name}": scores[i] for i, name in enumerate(ZONE_NAMES[1:])}
         metrics["val/dice_mean"] = torch.nan_to_num(scores, nan=0.0).mean()
         if self._disagreement:
@@ -229,7 +229,32 @@ class ZonesModule(MedclModule):
         return torch.optim.AdamW(self.net.parameters(), lr=lr, weight_decay=self.cfg.optim.weight_decay)
 
 
+def annotated_dice(pred: torch.Tensor, label: torch.Tensor, annotated: torch.Tensor | None) -> torch.Tensor:
+    """Per-case Dice ``(B, 4)`` of the four zones, NaN where a case does not annotate the zone.
+
+    For a partially annotated case the prediction is first drawn as that case's label map would
+    draw it (e.g. a predicted DPU counts as TZ when the DPU is not annotated), so a zone the
+    reference cannot show neither scores nor penalises. Empty references also give NaN (MONAI
+    ``compute_dice`` ``ignore_empty``); the epoch mean is over the non-NaN cases.
+    """
+    if annotated is not None:
+        pred = torch.stack([observed_prediction(p, a) for p, a in zip(pred, annotated.tolist())])
+    dice = compute_dice(one_hot(pred.long(), NUM_ZONES), one_hot(label.long(), NUM_ZONES), include_background=False)
+    if annotated is not None:
+        dice = dice.masked_fill(~annotated.to(dice.device, torch.bool)[:, 1:], float("nan"))
+    return dice
+
+
 # ----------------------------------------------------------------------------------------- data
+def with_annotation(items: list[dict], remap: str | dict[int, int]) -> list[dict]:
+    """Add ``annotated`` (bool tensor over the five labels) to each item: its ``zones`` list, else
+    what the label remapper can produce (``msd``: PZ and TZ)."""
+    return [
+        {**{k: v for k, v in item.items() if k != "zones"}, "annotated": torch.tensor(annotated_mask(item.get("zones"), remap))}
+        for item in items
+    ]
+
+
 def _dataset(items: list[dict], transform: Any, cfg: ZonesConfig, cache_dir: Path) -> Any:
     """In-memory or on-disk cache of the deterministic prefix; the disk cache is keyed by the chain."""
     from monai.data import Dataset
@@ -272,7 +297,7 @@ def build_loaders(
     from medcl.transforms.zones import zones_val_transforms
 
     workers = cfg.train.num_workers
-    items = read_datalist(datalist, "training", ("image", "label"))
+    items = with_annotation(read_datalist(datalist, "training", ("image", "label")), cfg.data.label_remap)
     train_ds = _dataset(items, _train_transform(cfg, True), cfg, cache_dir / "train")
     train = DataLoader(train_ds, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers)
     if stage == 2 and cfg.model.arch == "dualpath" and cfg.stage2.use_unlabeled:
@@ -281,7 +306,9 @@ def build_loaders(
             unl_ds = _dataset(unl_items, _train_transform(cfg, False), cfg, cache_dir / "unlabeled")
             unl = DataLoader(unl_ds, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers)
             train = CombinedLoader({"labeled": train, "unlabeled": unl}, mode="max_size_cycle")
-    val_items = read_datalist(datalist, "validation", ("image", "label"), optional=True)
+    val_items = with_annotation(
+        read_datalist(datalist, "validation", ("image", "label"), optional=True), cfg.data.label_remap
+    )
     val = None
     if val_items:
         val_ds = _dataset(

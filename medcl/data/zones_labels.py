@@ -25,7 +25,8 @@ probability of the central region TZ u DPU (path A's TZ, path B's TZ + DPU), see
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -101,3 +102,76 @@ def split_targets(zones: torch.Tensor) -> dict[str, torch.Tensor]:
         "b": _lookup(zones, ZONES_TO_B),
         "gland": (zones > 0).to(torch.float32),
     }
+
+
+# ----------------------------------------------------------------------------------- partial labels
+#: Where an unannotated zone's voxels end up in a partial label map: data sets without a DPU
+#: label (MSD Task05, Prostate158, PI-CAI) draw the urethra inside the TZ / central gland; the
+#: other zones, when not annotated, are left as background (Shi et al. 2021, MedIA 70:101979).
+ZONE_HOST: dict[int, int] = {PZ: BACKGROUND, TZ: BACKGROUND, DPU: TZ, AFS: BACKGROUND}
+
+
+def annotated_mask(zones: Sequence[str | int] | None = None, remap: str | Mapping[int, int] = "identity") -> tuple[bool, ...]:
+    """Which of the five labels a case annotates (background always), from zone names or values.
+
+    Without ``zones`` the annotated set is what the label remapper can produce (``msd``: PZ, TZ).
+
+    Raises:
+        MedclError: an unknown zone name or value.
+    """
+    if zones is None:
+        present = {v for v in resolve_remap(remap).values()}
+    else:
+        present = set()
+        for z in zones:
+            if isinstance(z, str) and z in LABEL_MAP:
+                present.add(LABEL_MAP[z])
+            elif not isinstance(z, str) and 0 <= int(z) < NUM_ZONES:
+                present.add(int(z))
+            else:
+                raise MedclError(f"zones: unknown zone {z!r}; use names {list(ZONE_NAMES[1:])} or values 1-4")
+    return tuple(i == BACKGROUND or i in present for i in range(NUM_ZONES))
+
+
+def observed_label(annotated: Sequence[bool]) -> tuple[int, ...]:
+    """The label each true zone carries in a map that annotates only ``annotated`` (via :data:`ZONE_HOST`)."""
+    out = []
+    for zone in range(NUM_ZONES):
+        while not annotated[zone]:
+            zone = ZONE_HOST[zone]
+        out.append(zone)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def merged_classes(annotated: tuple[bool, ...], table: tuple[int, ...]) -> tuple[int, ...]:
+    """Marginal class merge of one output head for a partially annotated case.
+
+    ``table`` maps the five zones to the head's classes (:data:`ZONES_TO_A`, :data:`ZONES_TO_B`, or
+    the identity for the five-class head). Two head classes are merged when one observed label
+    can stand for both (e.g. path B's TZ and DPU when the DPU is drawn as TZ). Returns, per head
+    class, the index of its merged group (the smallest class in the group); all classes are their
+    own group when every zone is annotated. The marginal loss sums the probabilities of each
+    group (Shi et al., "Marginal loss and exclusion loss for partially supervised multi-organ
+    segmentation", MedIA 2021).
+    """
+    n = max(table) + 1
+    parent = list(range(n))
+
+    def root(c: int) -> int:
+        while parent[c] != c:
+            c = parent[c]
+        return c
+
+    observed = observed_label(annotated)
+    for label in set(observed):
+        classes = sorted({table[z] for z in range(NUM_ZONES) if observed[z] == label})
+        for c in classes[1:]:
+            a, b = root(classes[0]), root(c)
+            parent[max(a, b)] = min(a, b)
+    return tuple(root(c) for c in range(n))
+
+
+def observed_prediction(pred: torch.Tensor, annotated: Sequence[bool]) -> torch.Tensor:
+    """Predicted zone labels as a partial map with only ``annotated`` zones would draw them."""
+    return torch.as_tensor(observed_label(tuple(bool(a) for a in annotated)), device=pred.device)[pred.long()]

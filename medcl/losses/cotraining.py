@@ -7,6 +7,17 @@ loss between the paths' probabilities on their shared classes (BG and TZ) with a
 of its weight, as in temporal ensembling / mean teacher (Laine & Aila, ICLR 2017; Tarvainen &
 Valpola, NeurIPS 2017); the two paths act as co-trained views of the shared classes (Blum &
 Mitchell, COLT 1998). The consistency term needs no labels, so unlabeled scans can take part.
+
+Partial labels (MSD, Prostate158, PI-CAI annotate only PZ and TZ): each case carries which zones
+it annotates, and the per-path Dice + CE become a marginal loss (Shi et al., "Marginal loss and
+exclusion loss for partially supervised multi-organ segmentation", MedIA 2021): the probabilities
+of the classes an observed label can stand for are summed (unannotated AFS into background, an
+unannotated DPU into the TZ it is drawn in, :func:`medcl.data.zones_labels.merged_classes`) before
+Dice and CE, so nothing is taught about a zone the case does not annotate. The auxiliary gland
+term is skipped for cases whose gland outline is unknown (a zone that would be drawn as background
+is not annotated). The consistency term compares P(TZ u DPU) of the two paths; under every
+annotated set that quantity is a union of merged groups and it involves no labels, so it already
+ignores what is not annotated and is unchanged.
 """
 
 from __future__ import annotations
@@ -16,13 +27,23 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss
+from monai.losses import DiceCELoss, DiceLoss
 from torch.nn.modules.loss import _Loss
 
-from medcl.data.zones_labels import NUM_ZONES, PATH_A_NAMES, PATH_B_NAMES, split_targets
+from medcl.data.zones_labels import (
+    NUM_ZONES,
+    PATH_A_NAMES,
+    PATH_B_NAMES,
+    ZONE_HOST,
+    ZONES_TO_A,
+    ZONES_TO_B,
+    merged_classes,
+    split_targets,
+)
 from medcl.nets.dualpath import shared_disagreement
 
-__all__ = ["PathConsistencyLoss", "ZonesSupervisedLoss", "sigmoid_rampup"]
+__all__ = ["PathConsistencyLoss", "ZonesSupervisedLoss", "marginal_probabilities", "sigmoid_rampup"]
+_IDENTITY: tuple[int, ...] = tuple(range(NUM_ZONES))
 
 
 def sigmoid_rampup(step: float, length: float) -> float:
@@ -43,6 +64,24 @@ def _check_logits(name: str, logits: torch.Tensor, channels: int, target: torch.
         raise ValueError(
             f"{name}: target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}"
         )
+
+
+def class_groups(annotated: torch.Tensor, table: tuple[int, ...]) -> torch.Tensor:
+    """``(B, C)`` merged-group index per head class for each case's annotated mask ``(B, 5)``."""
+    rows = [merged_classes(tuple(bool(a) for a in row), table) for row in annotated.tolist()]
+    return torch.as_tensor(rows, dtype=torch.long, device=annotated.device)
+
+
+def marginal_probabilities(logits: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Softmax probabilities with each merged group summed into its first class (others zero)."""
+    probs = logits.float().softmax(1)
+    index = groups.view(*groups.shape, *([1] * (probs.ndim - 2))).expand_as(probs)
+    return torch.zeros_like(probs).scatter_add(1, index, probs)
+
+
+def marginal_target(target: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Head labels ``(B, 1, ...)`` mapped to their merged group."""
+    return groups.gather(1, target.long().flatten(1)).view_as(target)
 
 
 class PathConsistencyLoss(_Loss):
@@ -94,9 +133,26 @@ class ZonesSupervisedLoss(_Loss):
         self.dice_ce = DiceCELoss(
             to_onehot_y=True, softmax=True, batch=True, lambda_dice=lambda_dice, lambda_ce=lambda_ce
         )
+        self.lambda_dice, self.lambda_ce = lambda_dice, lambda_ce
+        self.dice = DiceLoss(to_onehot_y=True, softmax=False, batch=True)
+
+    def _head_loss(
+        self, logits: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor | None, table: tuple[int, ...]
+    ) -> torch.Tensor:
+        """Dice + CE of one head; the marginal version when some case is partially annotated."""
+        if annotated is None or bool(annotated.all()):
+            return self.dice_ce(logits.float(), target)
+        groups = class_groups(annotated, table)
+        probs, merged = marginal_probabilities(logits, groups), marginal_target(target, groups)
+        ce = F.nll_loss(probs.clamp_min(1e-8).log(), merged[:, 0])
+        return self.lambda_dice * self.dice(probs, merged) + self.lambda_ce * ce
 
     def terms(
-        self, outputs: Mapping[str, torch.Tensor], zones: torch.Tensor, aux_target: torch.Tensor | None = None
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        zones: torch.Tensor,
+        aux_target: torch.Tensor | None = None,
+        annotated: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Each weighted-in term separately: ``{"fused"}`` or ``{"a", "b"[, "aux"]}``.
 
@@ -104,21 +160,27 @@ class ZonesSupervisedLoss(_Loss):
             outputs: network outputs.
             zones: five-class labels ``(B, 1, ...)``.
             aux_target: ``(B, 1, ...)`` signed distance target (needed for ``aux="sdm"``).
+            annotated: ``(B, 5)`` bool, which labels each case annotates (``None``: all).
         """
         if zones.ndim < 3 or zones.shape[1] != 1:
             raise ValueError(f"zones: expected labels (B, 1, ...), got {tuple(zones.shape)}")
         if "fused" in outputs:
             _check_logits("fused", outputs["fused"], NUM_ZONES, zones)
-            return {"fused": self.dice_ce(outputs["fused"].float(), zones)}
+            return {"fused": self._head_loss(outputs["fused"], zones, annotated, _IDENTITY)}
         _check_logits("path A", outputs["a"], len(PATH_A_NAMES), zones)
         _check_logits("path B", outputs["b"], len(PATH_B_NAMES), zones)
         targets = split_targets(zones)
         result = {
-            "a": self.dice_ce(outputs["a"].float(), targets["a"]),
-            "b": self.dice_ce(outputs["b"].float(), targets["b"]),
+            "a": self._head_loss(outputs["a"], targets["a"], annotated, ZONES_TO_A),
+            "b": self._head_loss(outputs["b"], targets["b"], annotated, ZONES_TO_B),
         }
         if self.aux != "none" and "aux" in outputs:
-            result["aux"] = self._aux_loss(outputs["aux"].float(), targets["gland"], aux_target)
+            known = _gland_known(annotated, zones.shape[0], zones.device)
+            if bool(known.any()):
+                result["aux"] = self._aux_loss(
+                    outputs["aux"].float()[known], targets["gland"][known],
+                    None if aux_target is None else aux_target[known],
+                )
         return result
 
     def _aux_loss(self, pred: torch.Tensor, gland: torch.Tensor, sdm: torch.Tensor | None) -> torch.Tensor:
@@ -135,7 +197,19 @@ class ZonesSupervisedLoss(_Loss):
         return sum(self.lambda_aux * v if k == "aux" else v for k, v in terms.items())
 
     def forward(
-        self, outputs: Mapping[str, torch.Tensor], zones: torch.Tensor, aux_target: torch.Tensor | None = None
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        zones: torch.Tensor,
+        aux_target: torch.Tensor | None = None,
+        annotated: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Total supervised loss (scalar)."""
-        return self.total(self.terms(outputs, zones, aux_target))
+        """Total supervised loss (scalar); ``annotated`` as in :meth:`terms`."""
+        return self.total(self.terms(outputs, zones, aux_target, annotated))
+
+
+def _gland_known(annotated: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
+    """Cases whose gland mask is known: every zone that would otherwise be drawn as background is annotated."""
+    if annotated is None:
+        return torch.ones(n, dtype=torch.bool, device=device)
+    hidden_in_bg = [z for z, host in ZONE_HOST.items() if host == 0]
+    return annotated[:, hidden_in_bg].all(1)
