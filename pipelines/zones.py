@@ -41,7 +41,12 @@ class ZonesDataConfig(MedclModel):
     synthetic_unlabeled: int = Field(
         0, ge=0, description="Without a datalist: unlabeled phantoms to generate."
     )
-    label_remap: str | dict[int, int] = Field("identity", description="'identity', 'msd' or {source: zone}.")
+    label_remap: str | dict[int, int] = Field(
+        "identity", description="'identity', 'msd' or {source: zone}; an item's own label_remap wins."
+    )
+    channel: int | None = Field(
+        None, ge=0, description="Channel of 4D images (MSD Task05: 0 T2, 1 ADC); an item's own channel wins."
+    )
     pixdim: list[float] = Field(default_factory=lambda: [0.5, 0.5, 3.0], min_length=3, max_length=3)
     patch_size: list[int] = Field(default_factory=lambda: [64, 64, 8], min_length=3, max_length=3)
     samples_per_volume: int = Field(2, ge=1, description="Patches drawn from each volume per visit.")
@@ -248,9 +253,10 @@ def annotated_dice(pred: torch.Tensor, label: torch.Tensor, annotated: torch.Ten
 # ----------------------------------------------------------------------------------------- data
 def with_annotation(items: list[dict], remap: str | dict[int, int]) -> list[dict]:
     """Add ``annotated`` (bool tensor over the five labels) to each item: its ``zones`` list, else
-    what the label remapper can produce (``msd``: PZ and TZ)."""
+    what its own ``label_remap`` or the configured remapper can produce (``msd``: PZ and TZ)."""
     return [
-        {**{k: v for k, v in item.items() if k != "zones"}, "annotated": torch.tensor(annotated_mask(item.get("zones"), remap))}
+        {**{k: v for k, v in item.items() if k != "zones"},
+         "annotated": torch.tensor(annotated_mask(item.get("zones"), item.get("label_remap") or remap))}
         for item in items
     ]
 
@@ -280,6 +286,7 @@ def _train_transform(cfg: ZonesConfig, labeled: bool) -> Any:
         num_samples=cfg.data.samples_per_volume,
         pos=cfg.data.pos,
         neg=cfg.data.neg,
+        channel=cfg.data.channel,
         **cfg.augment.model_dump(),
     )
     transform.set_random_state(seed=cfg.train.seed + (0 if labeled else 1))
@@ -312,7 +319,7 @@ def build_loaders(
     val = None
     if val_items:
         val_ds = _dataset(
-            val_items, zones_val_transforms(cfg.data.label_remap, cfg.data.pixdim), cfg, cache_dir / "val"
+            val_items, zones_val_transforms(cfg.data.label_remap, cfg.data.pixdim, cfg.data.channel), cfg, cache_dir / "val"
         )
         val = DataLoader(val_ds, batch_size=1, num_workers=workers)
     return {"train": train, "val": val}

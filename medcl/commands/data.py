@@ -72,14 +72,47 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def list_series(path: str | Path) -> list[dict[str, Any]] | None:
+    """The DICOM series of a folder holding several (``None`` for a file or a single-series folder)."""
+    if not Path(path).is_dir():
+        return None
+    from medcl.io.image import list_dicom_series
+
+    found = list_dicom_series(path)
+    if len(found) < 2:
+        return None
+    return [{"uid": s.uid, "description": s.description, "files": len(s.files),
+             "folder": str(Path(s.files[0]).parent)} for s in found]
+
+
+def _datalist(args: argparse.Namespace) -> int:
+    from medcl.data.layouts import build_datalist
+
+    out, errors = build_datalist(
+        args.root, args.layout, args.out, folds=args.folds, fold=args.fold, seed=args.seed, remap=args.remap,
+        channel=args.channel, labels=args.labels, name=args.name,
+    )
+    print(f"medcl: wrote {out}" + (f"; {len(errors)} case(s) left out (see errors above)" if errors else ""))
+    return 1 if errors else 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
+    series = list_series(args.path) if args.series is None else None
+    if series is not None:
+        if args.json:
+            print(json.dumps({"kind": "dicom-study", "path": str(args.path), "series": series}, indent=2))
+        else:
+            print(f"{args.path}: {len(series)} DICOM series (choose one with --series UID|description)")
+            for s in series:
+                print(f"  {s['uid']}  {s['description']!r}  {s['files']} files  {s['folder']}")
+        return 0
     summary = inspect(args.path, series=args.series)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``medcl data synth`` and ``medcl data inspect``."""
+    """Add ``medcl data synth``, ``medcl data inspect`` and ``medcl data datalist``."""
     group = add_group(subparsers, "data", "synthetic datasets and scan/ECG inspection")
     synth_parser = add_command(group, "synth", "write a deterministic synthetic dataset", _synth)
     synth_parser.add_argument("kind", choices=SYNTH_KINDS, help="which generator")
@@ -92,3 +125,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inspect_parser.add_argument("path", help="NIfTI/NRRD/MHA file, DICOM folder, or WFDB record (.hea)")
     inspect_parser.add_argument("--series", default=None, help="DICOM series UID or description")
     inspect_parser.add_argument("--json", action="store_true", help="print as JSON")
+    from medcl.data.layouts import LAYOUTS  # light: numpy and SimpleITK only
+
+    dl = add_command(group, "datalist", "datalist JSON (k folds) from a public data set folder as distributed",
+                     _datalist)
+    dl.add_argument("root", help="data set folder")
+    dl.add_argument("--layout", required=True, choices=LAYOUTS, help="how the folder is organised")
+    dl.add_argument("--out", required=True, help="datalist JSON to write")
+    dl.add_argument("--folds", type=int, default=5, help="k folds (monai partition_dataset; 1: all training)")
+    dl.add_argument("--fold", type=int, default=0, help="fold used as the validation list (default 0)")
+    dl.add_argument("--seed", type=int, default=0, help="shuffle seed of the folds")
+    dl.add_argument("--remap", default=None, help="declared label map SOURCE:ZONE,... (zones 1 PZ 2 TZ 3 DPU 4 AFS)")
+    dl.add_argument("--channel", type=int, default=None, help="channel of 4D images (MSD Task05: 0 T2, 1 ADC)")
+    dl.add_argument("--labels", default=None, help="picai: folder of zonal label NIfTI files")
+    dl.add_argument("--name", default=None, help="data set name recorded in the datalist (default layout:folder)")

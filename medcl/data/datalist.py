@@ -18,6 +18,9 @@ from monai.data import load_decathlon_datalist
 from medcl.errors import MedclError
 from medcl.utils import write_json
 
+#: item keys that hold file paths (stored relative to the datalist's folder when below it)
+PATH_KEYS: tuple[str, ...] = ("image", "label")
+
 
 def read_datalist(
     path: str | os.PathLike, key: str, required_keys: Sequence[str] = ("image",), optional: bool = False
@@ -63,5 +66,8 @@ def write_datalist(path: str | os.PathLike, lists: dict[str, list[dict[str, Any]
         p = Path(value).resolve()
         return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
 
-    body = {k: [{key: rel(v) for key, v in item.items()} for item in items] for k, items in lists.items()}
+    body = {
+        k: [{key: rel(v) if key in PATH_KEYS else v for key, v in item.items()} for item in items]
+        for k, items in lists.items()
+    }
     return write_json(path, {**metadata, **body})

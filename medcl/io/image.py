@@ -13,7 +13,7 @@ import functools
 import os
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,22 @@ def _execute(reader: sitk.ImageFileReader | sitk.ImageSeriesReader, path: os.Pat
         raise MedclError(f"{path}: truncated or corrupt image data ({_first_line(err)})") from None
 
 
+def _check_channel(path: os.PathLike, dim: int, size: Sequence[int], channel: int | None) -> None:
+    """A 4D image with several channels needs a channel index in range (one-line error otherwise).
+
+    3D images (and 4D with one channel) are read as they are, so one ``channel`` setting can serve
+    a 4D image and its 3D label map.
+    """
+    channels = size[3] if dim == 4 else 1
+    if channels == 1:
+        return
+    if channel is not None and not 0 <= channel < channels:
+        raise MedclError(f"{path}: channel {channel} is out of range; the image has {channels} channel(s)")
+    if channels > 1 and channel is None:
+        raise MedclError(f"{path}: is 4D with {channels} channels (size {tuple(size)}); choose one with "
+                         f"--channel / data.channels (0-{channels - 1})")
+
+
 def _check_header(path: os.PathLike, dim: int, size: Sequence[int], components: int) -> None:
     """Reject anything but a scalar, non-empty 3D image (a trailing 4th axis of length 1 is allowed)."""
     if dim == 4 and size[3] == 1:
@@ -222,7 +238,7 @@ def _check_nifti_file(path: Path) -> None:
         raise MedclError(f"{path}: truncated ({stored} of {needed} bytes)")
 
 
-def _read_file(path: Path) -> sitk.Image:
+def _read_file(path: Path, channel: int | None = None) -> sitk.Image:
     if path.name.lower().endswith(NIFTI_SUFFIXES):
         _check_nifti_file(path)
     reader = sitk.ImageFileReader()
@@ -231,9 +247,18 @@ def _read_file(path: Path) -> sitk.Image:
         reader.ReadImageInformation()
     except RuntimeError as err:
         raise MedclError(f"{path}: not a readable image ({_first_line(err)})") from None
-    _check_header(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+    dim, size = reader.GetDimension(), reader.GetSize()
+    _check_channel(path, dim, size, channel)
+    if dim == 4:
+        dim, size = 3, size[:3]  # one channel of it is read below
+    _check_header(path, dim, size, reader.GetNumberOfComponents())
     image = _execute(reader, path)
-    return image[:, :, :, 0] if image.GetDimension() == 4 else image
+    return image[:, :, :, channel if size_4d_channels(image) > 1 else 0] if image.GetDimension() == 4 else image
+
+
+def size_4d_channels(image: sitk.Image) -> int:
+    """Length of the 4th axis (1 for a 3D image)."""
+    return image.GetSize()[3] if image.GetDimension() == 4 else 1
 
 
 def _check_voxels(path: os.PathLike, image: sitk.Image) -> None:
@@ -247,13 +272,14 @@ def _check_voxels(path: os.PathLike, image: sitk.Image) -> None:
 
 
 def read_sitk_image(
-    path: str | os.PathLike, series: str | None = None
+    path: str | os.PathLike, series: str | None = None, channel: int | None = None
 ) -> tuple[sitk.Image, dict[str, Any]]:
     """Read and validate a 3D scalar image file or DICOM series folder with SimpleITK.
 
     Args:
         path: a NIfTI/NRRD/MHA/MHD file, or a folder holding DICOM series (searched recursively).
         series: DICOM series UID or description, needed when the folder holds several series.
+        channel: index along the 4th axis of a 4D image (e.g. MSD Task05 T2 = 0, ADC = 1).
 
     Returns:
         The SimpleITK image and extra metadata (``series_uid``/``series_description`` for DICOM).
@@ -269,7 +295,7 @@ def read_sitk_image(
     elif series is not None:
         raise MedclError(f"{path}: series={series!r} applies only to a DICOM folder")
     else:
-        image, extra = _read_file(p), {}
+        image, extra = _read_file(p, channel), {}
     _check_voxels(path, image)
     return image, extra
 
@@ -294,9 +320,9 @@ class SITKReader(ImageReader):
         series: DICOM series UID or description for folders that hold several series.
     """
 
-    def __init__(self, series: str | None = None) -> None:
+    def __init__(self, series: str | None = None, channel: int | None = None) -> None:
         super().__init__()
-        self.series = series
+        self.series, self.channel = series, channel
 
     def verify_suffix(self, filename: Sequence[os.PathLike] | os.PathLike) -> bool:
         """Accept folders (DICOM series) and NIfTI/NRRD/MHA/MHD/DICOM files."""
@@ -304,7 +330,7 @@ class SITKReader(ImageReader):
 
     def read(self, data: Sequence[os.PathLike] | os.PathLike, **kwargs: Any) -> Any:
         """Read one path (or several, to be stacked as channels) into validated SimpleITK images."""
-        images = [(str(f), *read_sitk_image(f, self.series)) for f in ensure_tuple(data)]
+        images = [(str(f), *read_sitk_image(f, self.series, self.channel)) for f in ensure_tuple(data)]
         return images if len(images) > 1 else images[0]
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
@@ -348,16 +374,19 @@ class LoadScand(LoadImaged):
         kwargs: passed to ``LoadImaged`` (e.g. ``image_only``, ``ensure_channel_first``, ``dtype``).
     """
 
-    def __init__(self, keys: Any, series: str | None = None, **kwargs: Any) -> None:
-        self.sitk_reader = SITKReader(series=series)
+    def __init__(self, keys: Any, series: str | None = None, channel: int | None = None, **kwargs: Any) -> None:
+        self.sitk_reader = SITKReader(series=series, channel=channel)
+        self.channel = channel
         super().__init__(keys, reader=self.sitk_reader, **kwargs)
 
     def __call__(self, data: Any, reader: ImageReader | None = None) -> Any:
+        """Read; an item's own ``channel`` (a datalist of 4D images) overrides the configured one."""
+        self.sitk_reader.channel = data.get("channel", self.channel) if isinstance(data, Mapping) else self.channel
         return super().__call__(data, reader or self.sitk_reader)
 
 
 def read_image(
-    path: str | os.PathLike, series: str | None = None, dtype: Any = np.float32
+    path: str | os.PathLike, series: str | None = None, dtype: Any = np.float32, channel: int | None = None
 ) -> MetaTensor:
     """Read a 3D scan as a channel-first ``(1, X, Y, Z)`` ``MetaTensor`` with its RAS affine.
 
@@ -365,8 +394,9 @@ def read_image(
         path: NIfTI/NRRD/MHA/MHD file or DICOM folder.
         series: DICOM series UID or description when the folder holds several.
         dtype: output dtype (``None`` keeps the stored voxel type, e.g. ``uint8`` labels).
+        channel: index along the 4th axis of a 4D image.
     """
-    return _loader(dtype)(path, reader=SITKReader(series=series))
+    return _loader(dtype)(path, reader=SITKReader(series=series, channel=channel))
 
 
 @functools.cache

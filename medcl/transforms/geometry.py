@@ -97,15 +97,18 @@ def load_canonical(
     mode: str | Sequence[str] = "bilinear",
     axcodes: str = CANONICAL_AXCODES,
     series: str | None = None,
+    channel: int | None = None,
 ) -> MedclCompose:
     """Read with :class:`~medcl.io.image.SITKReader` (errors propagate) and apply `canonical_transforms`.
+
+    ``channel`` picks one channel of 4D images (an item's own ``channel`` key wins).
 
     Returns:
         An invertible :class:`MedclCompose`; pass it to :func:`invert_to_input` to map outputs back.
     """
     return MedclCompose(
         [
-            LoadScand(keys, series=series, image_only=True),
+            LoadScand(keys, series=series, channel=channel, image_only=True),
             *canonical_transforms(keys, pixdim=pixdim, mode=mode, axcodes=axcodes),
         ]
     )

@@ -22,6 +22,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import (
     Compose,
+    DeleteItemsd,
     EnsureTyped,
     MapTransform,
     RandAdjustContrastd,
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 IMAGE, LABEL = "image", "label"
+ITEM_KEYS: tuple[str, ...] = ("channel", "label_remap", "case", "fold")
 AUX_KEY = "aux"
 
 
@@ -70,10 +72,12 @@ class RemapLabelsd(MapTransform):
         self.remap = resolve_remap(remap)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Remap; an item's own ``label_remap`` (datalists of ``medcl data datalist``) wins over the configured one."""
         d = dict(data)
+        remap = resolve_remap(d["label_remap"]) if d.get("label_remap") else self.remap
         for key in self.key_iterator(d):
             source = getattr(d[key], "meta", {}).get("filename_or_obj", key)
-            d[key] = _like(d[key], remap_labels(_plain(d[key]), self.remap, str(source)))
+            d[key] = _like(d[key], remap_labels(_plain(d[key]), remap, str(source)))
         return d
 
 
@@ -135,16 +139,22 @@ def zones_preprocess(
     remap: str | Mapping[int, int] = "identity",
     pixdim: Sequence[float] = DEFAULT_PIXDIM,
     sdm: bool = False,
+    channel: int | None = None,
 ) -> list[Any]:
-    """Deterministic part: load, orient, resample, remap, scale (and the SDM target)."""
+    """Deterministic part: load (``channel`` of 4D images), orient, resample, remap, scale (and the SDM target).
+
+    Per-item bookkeeping keys (``channel``, ``label_remap``, ``case``, ``fold``) are dropped after
+    use so that items of different data sets batch together.
+    """
     keys = [IMAGE, LABEL] if labeled else [IMAGE]
     modes = ["bilinear", "nearest"] if labeled else ["bilinear"]
-    chain: list[Any] = list(load_canonical(keys, pixdim=pixdim, mode=modes).transforms)
+    chain: list[Any] = list(load_canonical(keys, pixdim=pixdim, mode=modes, channel=channel).transforms)
     chain.append(percentile_scale(IMAGE, 1.0, 99.0))
     if labeled:
         chain.append(RemapLabelsd(LABEL, remap))
         if sdm:
             chain.append(GlandSDMd(LABEL))
+    chain.append(DeleteItemsd(list(ITEM_KEYS)))
     return chain
 
 
@@ -208,19 +218,20 @@ def zones_train_transforms(
     remap: str | Mapping[int, int] = "identity",
     pixdim: Sequence[float] = DEFAULT_PIXDIM,
     sdm: bool = False,
+    channel: int | None = None,
     **augment: Any,
 ) -> Compose:
     """Training chain: :func:`zones_preprocess` + :func:`zones_train_augment` + plain tensors."""
-    chain = zones_preprocess(labeled, remap, pixdim, sdm)
+    chain = zones_preprocess(labeled, remap, pixdim, sdm, channel)
     chain += zones_train_augment(patch_size, labeled, sdm, **augment)
     chain.append(EnsureTyped(_spatial_keys(labeled, sdm), dtype=torch.float32, track_meta=False))
     return MedclCompose(chain)
 
 
 def zones_val_transforms(
-    remap: str | Mapping[int, int] = "identity", pixdim: Sequence[float] = DEFAULT_PIXDIM
+    remap: str | Mapping[int, int] = "identity", pixdim: Sequence[float] = DEFAULT_PIXDIM, channel: int | None = None
 ) -> Compose:
     """Validation chain: whole canonical volumes (sliding-window inference happens in the model)."""
-    chain = zones_preprocess(True, remap, pixdim, sdm=False)
+    chain = zones_preprocess(True, remap, pixdim, sdm=False, channel=channel)
     chain.append(EnsureTyped([IMAGE, LABEL], dtype=torch.float32, track_meta=False))
     return MedclCompose(chain)
