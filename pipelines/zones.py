@@ -4,7 +4,7 @@ Stage 1 trains each path with Dice + CE on its own class set plus the auxiliary 
 stage 2 fine-tunes from the best stage-1 weights adding the ramped consistency between the paths
 on their shared classes, with unlabeled scans (datalist list ``unlabeled``) taking part (design
 section 2; consistency ramp of Laine & Aila 2017). Each stage is one Lightning run in
-``out_dir/stage{1,2}`` whose ``best.ckpt`` is chosen by the mean validation Dice over the four
+``out_dir/stage{1,2}`` whose ``best.ckpt`` is chosen by the mean validation Dice over the annotated
 zones. Python API: :class:`ZonesConfig`, :func:`train`.
 """
 
@@ -42,7 +42,7 @@ class ZonesDataConfig(MedclModel):
         0, ge=0, description="Without a datalist: unlabeled phantoms to generate."
     )
     label_remap: str | dict[int, int] = Field(
-        "identity", description="'identity', 'msd' or {source: zone}; an item's own label_remap wins."
+        "identity", description="'identity', 'msd' or {source: zone}; an item's own zone_remap wins."
     )
     channel: int | None = Field(
         None, ge=0, description="Channel of 4D images (MSD Task05: 0 T2, 1 ADC); an item's own channel wins."
@@ -223,7 +223,8 @@ class ZonesModule(MedclModule):
         scores = torch.cat(self._dice).nanmean(0) if self._dice else torch.full((NUM_ZONES - 1,), float("nan"))
         self._dice.clear()
         metrics = {f"val/dice_{name}": scores[i] for i, name in enumerate(ZONE_NAMES[1:])}
-        metrics["val/dice_mean"] = torch.nan_to_num(scores, nan=0.0).mean()
+        # mean over the zones the validation cases annotate (unannotated zones are NaN, not 0)
+        metrics["val/dice_mean"] = torch.nan_to_num(scores.nanmean(), nan=0.0)
         if self._disagreement:
             metrics["val/disagreement"] = torch.stack(self._disagreement).mean()
             self._disagreement.clear()
@@ -253,10 +254,10 @@ def annotated_dice(pred: torch.Tensor, label: torch.Tensor, annotated: torch.Ten
 # ----------------------------------------------------------------------------------------- data
 def with_annotation(items: list[dict], remap: str | dict[int, int]) -> list[dict]:
     """Add ``annotated`` (bool tensor over the five labels) to each item: its ``zones`` list, else
-    what its own ``label_remap`` or the configured remapper can produce (``msd``: PZ and TZ)."""
+    what its own ``zone_remap`` or the configured remapper can produce (``msd``: PZ and TZ)."""
     return [
         {**{k: v for k, v in item.items() if k != "zones"},
-         "annotated": torch.tensor(annotated_mask(item.get("zones"), item.get("label_remap") or remap))}
+         "annotated": torch.tensor(annotated_mask(item.get("zones"), item.get("zone_remap") or remap))}
         for item in items
     ]
 

@@ -273,7 +273,7 @@ def check_case(case: Case, channel: int | None, out: Path) -> dict[str, Any]:
     check_grids(case.image, label, reader)
     check_label_values(label, case.remap)
     item: dict[str, Any] = {"case": case.case, "image": str(case.image), "label": str(label),
-                            "label_remap": {str(k): v for k, v in case.remap.items()}, "zones": case.zones}
+                            "zone_remap": {str(k): v for k, v in case.remap.items()}, "zones": case.zones}
     if reader.GetDimension() == 4 and reader.GetSize()[3] > 1:
         item["channel"] = channel
     return item

@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 IMAGE, LABEL = "image", "label"
-ITEM_KEYS: tuple[str, ...] = ("channel", "label_remap", "case", "fold")
+ITEM_KEYS: tuple[str, ...] = ("channel", "zone_remap", "case", "fold")
 AUX_KEY = "aux"
 
 
@@ -72,9 +72,9 @@ class RemapLabelsd(MapTransform):
         self.remap = resolve_remap(remap)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        """Remap; an item's own ``label_remap`` (datalists of ``medcl data datalist``) wins over the configured one."""
+        """Remap; an item's own ``zone_remap`` (datalists of ``medcl data datalist``) wins over the configured one."""
         d = dict(data)
-        remap = resolve_remap(d["label_remap"]) if d.get("label_remap") else self.remap
+        remap = resolve_remap(d["zone_remap"]) if d.get("zone_remap") else self.remap
         for key in self.key_iterator(d):
             source = getattr(d[key], "meta", {}).get("filename_or_obj", key)
             d[key] = _like(d[key], remap_labels(_plain(d[key]), remap, str(source)))
@@ -143,7 +143,7 @@ def zones_preprocess(
 ) -> list[Any]:
     """Deterministic part: load (``channel`` of 4D images), orient, resample, remap, scale (and the SDM target).
 
-    Per-item bookkeeping keys (``channel``, ``label_remap``, ``case``, ``fold``) are dropped after
+    Per-item bookkeeping keys (``channel``, ``zone_remap``, ``case``, ``fold``) are dropped after
     use so that items of different data sets batch together.
     """
     keys = [IMAGE, LABEL] if labeled else [IMAGE]
