@@ -230,6 +230,16 @@ class ZonesModule(MedclModule):
             self._disagreement.clear()
         self.log_dict(metrics, sync_dist=True)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Stamp the latest validation metrics into the model card, then write the ``medcl`` entry."""
+        card = self.medcl_extra.get("model_card")
+        if card is not None and self._trainer is not None:
+            card["validation"] = {  # NaN (a zone no validation case annotates) is stored as null
+                k: round(float(v), 6) if torch.isfinite(torch.as_tensor(v)) else None
+                for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")
+            }
+        super().on_save_checkpoint(checkpoint)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         lr = self.cfg.optim.lr if self.stage == 1 else self.cfg.stage2.lr
         return torch.optim.AdamW(self.net.parameters(), lr=lr, weight_decay=self.cfg.optim.weight_decay)
@@ -326,6 +336,38 @@ def build_loaders(
     return {"train": train, "val": val}
 
 
+INTENDED_USE = (
+    "research: segmentation of the prostate zones (PZ, TZ, DPU, AFS) on T2-weighted prostate MRI, with "
+    "zone volumes and a PI-RADS v2.1 sector map; not a medical device and not for clinical decisions"
+)
+
+
+def training_card(cfg: ZonesConfig, datalist: str | os.PathLike) -> dict[str, Any]:
+    """Model card of a run: the datalist's data sets (name, cases, annotated zones, synthetic or real)."""
+    import json
+
+    from medcl.data.datalist import read_datalist
+    from medcl.engine.model_card import dataset_summary, model_card
+
+    doc = json.loads(Path(datalist).read_text())
+    name, synthetic = str(doc.get("name") or Path(datalist).stem), bool(doc.get("synthetic", False))
+
+    def zones(item: dict) -> list[str]:
+        mask = annotated_mask(item.get("zones"), item.get("zone_remap") or cfg.data.label_remap)
+        return [ZONE_NAMES[i] for i, on in enumerate(mask) if on and i > 0]
+
+    items = read_datalist(datalist, "training", ("image", "label"))
+    data = dataset_summary(items, name, synthetic, zones)
+    unlabeled = read_datalist(datalist, "unlabeled", optional=True)
+    data += [{**d, "name": f"{d['name']} (unlabeled)"} for d in dataset_summary(unlabeled, name, synthetic)]
+    seen = {z for d in data for z in d["annotated"]}
+    missing = [z for z in ZONE_NAMES[1:] if z not in seen]
+    limits = f"zones never annotated in the training data: {', '.join(missing)}" if missing else ""
+    card = model_card("zones", data, INTENDED_USE, limitations=limits)
+    card["n_validation_cases"] = len(read_datalist(datalist, "validation", ("image", "label"), optional=True))
+    return card
+
+
 def _resolve_datalist(cfg: ZonesConfig, out: Path) -> Path:
     """The configured datalist, or phantoms generated into ``out/phantoms`` (reused when present)."""
     if cfg.data.datalist is not None:
@@ -383,6 +425,7 @@ def _run_stage(cfg: ZonesConfig, datalist: Path, out: Path, stage: int, resume: 
     val_every = min(cfg.train.check_val_every_n_epoch, epochs)
     train_cfg = cfg.train.model_copy(update={"max_epochs": epochs, "check_val_every_n_epoch": val_every})
     loaders = build_loaders(cfg, datalist, stage, out / "cache")
+    module.medcl_extra["model_card"] = training_card(cfg, datalist)
     monitor = "val/dice_mean" if loaders["val"] is not None else None
     trainer = build_trainer(train_cfg, stage_dir, monitor=monitor, mode="max")
     fit(trainer, module, resume=resume, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])

@@ -39,6 +39,7 @@ from monai.transforms import CenterSpatialCropd, Compose, EnsureChannelFirstd
 from torch import nn
 
 from medcl.engine.device import autocast_dtype
+from medcl.engine.model_card import synthetic_warning
 from medcl.errors import MedclError
 from medcl.postprocess.volumes import ZONE_NAMES, zone_volumes
 from medcl.postprocess.zones import clean_zones
@@ -76,6 +77,9 @@ class ZonesSegmenter:
         roi_mm: size of the centred region of interest in mm (RAS axes).
         max_window: largest sliding window in voxels (rounded to the network's size divisor).
         names: label value -> zone name.
+        series: DICOM series UID or description of study folders.
+        channel: channel of 4D images.
+        card: the checkpoint's model card (:mod:`medcl.engine.model_card`).
     """
 
     net: nn.Module
@@ -87,6 +91,9 @@ class ZonesSegmenter:
     roi_mm: tuple[float, ...] = DEFAULT_ROI_MM
     max_window: tuple[int, ...] = DEFAULT_MAX_WINDOW
     names: dict[int, str] = field(default_factory=lambda: dict(ZONE_NAMES))
+    series: str | None = None
+    channel: int | None = None
+    card: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.net = self.net.to(self.device).eval()
@@ -104,7 +111,8 @@ class ZonesSegmenter:
         net = load_state_into(build_zones_net(ckpt.config.get("model")), ckpt)
         names = _zone_names(ckpt.label_map)
         pixdim = tuple((ckpt.config.get("data") or {}).get("pixdim") or DEFAULT_PIXDIM)
-        return cls(net=net, device=pick_device(device), names=names, pixdim=pixdim, **kwargs)
+        card = ckpt.extra.get("model_card") or {}
+        return cls(net=net, device=pick_device(device), names=names, pixdim=pixdim, card=card, **kwargs)
 
     @property
     def divisor(self) -> list[int]:
@@ -193,11 +201,11 @@ def _zone_names(label_map: Mapping | None) -> dict[int, str]:
     return {int(value): str(name) for value, name in pairs if int(value) > 0}
 
 
-def read_scan(path: str | os.PathLike) -> MetaTensor:
-    """Read and validate one scan: a 3D volume of at least 2 voxels along every axis."""
+def read_scan(path: str | os.PathLike, series: str | None = None, channel: int | None = None) -> MetaTensor:
+    """Read and validate one scan: a 3D volume (``channel`` of a 4D one) of at least 2 voxels per axis."""
     from medcl.io.image import read_image
 
-    image = read_image(path)
+    image = read_image(path, series=series, channel=channel)
     if min(image.shape[1:]) < 2:
         raise MedclError(f"{path}: has shape {tuple(image.shape[1:])}, a single slice; expected a 3D volume")
     return image
@@ -304,7 +312,7 @@ def _write_case(segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, c
     from medcl.io.image import write_like
     from medcl.pipelines.zones_sectors import write_sector_files
 
-    image = read_scan(path)
+    image = read_scan(path, segmenter.series, segmenter.channel)
     probs, uncertainty = segmenter.predict(image)
     affine = np.asarray(image.affine, dtype=np.float64)
     spacing = voxel_spacing(affine)
@@ -314,9 +322,20 @@ def _write_case(segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, c
     write_like(labels, image, files["_zones.nii.gz"], dtype=np.uint8)
     write_like(uncertainty.numpy(), image, files["_uncertainty.nii.gz"], dtype=np.float32)
     write_sector_files(labels, image, out, case)
-    write_json(files["_volumes.json"], {"case": case, "input": str(path), **volumes})
-    write_qc_png(image.as_tensor()[0].numpy(), labels, affine, files["_qc.png"])
-    return {**{f"{z}_ml": round(v, 4) for z, v in volumes["zones"].items()}, "gland_ml": round(volumes["gland"], 4)}
+    warning = synthetic_warning(segmenter.card)
+    write_json(files["_volumes.json"], {"case": case, "input": str(path), **volumes, "model": _model_note(segmenter)})
+    write_qc_png(image.as_tensor()[0].numpy(), labels, affine, files["_qc.png"], stamp=warning)
+    return {**{f"{z}_ml": round(v, 4) for z, v in volumes["zones"].items()}, "gland_ml": round(volumes["gland"], 4),
+            "model_warning": warning}
+
+
+def _model_note(segmenter: ZonesSegmenter) -> dict[str, Any]:
+    """What the outputs say about the model that made them (from its model card)."""
+    card = segmenter.card
+    if not card:
+        return {"model_card": None, "note": "checkpoint has no model card; training data unknown"}
+    return {"synthetic_only": bool(card.get("synthetic_only")), "warning": synthetic_warning(card),
+            "training_data": card.get("training_data", []), "intended_use": card.get("intended_use", "")}
 
 
 def _refuse_overwrite(inputs: Sequence[str | os.PathLike], out: Path, names: Sequence[str]) -> None:
@@ -339,11 +358,14 @@ def segment(
     sw_batch_size: int = 2,
     overlap: float = 0.25,
     roi_mm: Sequence[float] = DEFAULT_ROI_MM,
+    series: str | None = None,
+    channel: int | None = None,
 ) -> list[dict]:
     """Segment the prostate zones of each input scan; one bad input is reported and skipped.
 
     Args:
-        inputs: image files (NIfTI/NRRD/MHA) or DICOM series folders.
+        inputs: image files (NIfTI/NRRD/MHA), folders of such files (expanded to them), or DICOM
+            series folders.
         checkpoint: a medcl ``zones`` checkpoint, or a ready :class:`ZonesSegmenter`.
         out_dir: output folder (never an input's folder).
         tta: left-right flip test-time augmentation.
@@ -351,11 +373,14 @@ def segment(
         sw_batch_size: sliding windows per forward pass.
         overlap: sliding-window overlap.
         roi_mm: size of the centred region of interest in mm.
+        series: DICOM series UID or description for study folders holding several series.
+        channel: channel of 4D images (MSD Task05: 0 T2, 1 ADC).
 
     Returns:
         One summary row per input (``status`` ``"ok"`` or ``"error"`` with the message); the
         rows are also written to ``out_dir/summary.csv``.
     """
+    inputs = expand_inputs(inputs)
     if not inputs:
         raise MedclError("inputs: no scans given")
     out = ensure_output_dir(out_dir, list(inputs))
@@ -367,9 +392,25 @@ def segment(
         segmenter = ZonesSegmenter.from_checkpoint(
             checkpoint, device=device, tta=tta, sw_batch_size=sw_batch_size, overlap=overlap, roi_mm=tuple(roi_mm)
         )
+    segmenter.series = series if series is not None else segmenter.series
+    segmenter.channel = channel if channel is not None else segmenter.channel
+    if synthetic_warning(segmenter.card):
+        print(f"medcl: {synthetic_warning(segmenter.card)}", file=sys.stderr)
     rows = [_segment_one(segmenter, path, out, case) for path, case in zip(inputs, names)]
     _write_csv(out / "summary.csv", rows)
     return rows
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
+    """Folders holding NIfTI/NRRD/MHA files expand to those files (sorted); DICOM folders stay folders."""
+    from medcl.data.layouts import IMAGE_EXTS
+
+    expanded: list[str | os.PathLike] = []
+    for item in inputs:
+        p = Path(item)
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith(IMAGE_EXTS)) if p.is_dir() else []
+        expanded += files or [item]
+    return expanded
 
 
 def _segment_one(segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str) -> dict:

@@ -1,4 +1,4 @@
-"""``medcl info``: package versions, compute devices and thread settings."""
+"""``medcl info``: package versions, compute devices and thread settings; ``medcl info CKPT``: the model card."""
 
 from __future__ import annotations
 
@@ -31,7 +31,21 @@ def collect_info() -> dict:
     }
 
 
+def _card(path: str, as_json: bool) -> int:
+    from medcl.engine.model_card import format_card, read_card
+
+    family, card = read_card(path)
+    if as_json:
+        print(json.dumps({"checkpoint": path, "family": family, "model_card": card}, indent=2))
+    else:
+        print(f"checkpoint: {path} (family {family})")
+        print(format_card(card))
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
+    if args.checkpoint:
+        return _card(args.checkpoint, args.json)
     info = collect_info()
     if args.json:
         print(json.dumps(info, indent=2))
@@ -46,5 +60,6 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_command(subparsers, "info", "versions, devices and threads", _info)
+    parser = add_command(subparsers, "info", "versions, devices and threads; or a checkpoint's model card", _info)
+    parser.add_argument("checkpoint", nargs="?", default=None, help="a medcl checkpoint: show its model card")
     parser.add_argument("--json", action="store_true", help="print as JSON")

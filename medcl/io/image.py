@@ -173,7 +173,7 @@ def _check_channel(path: os.PathLike, dim: int, size: Sequence[int], channel: in
         raise MedclError(f"{path}: channel {channel} is out of range; the image has {channels} channel(s)")
     if channels > 1 and channel is None:
         raise MedclError(f"{path}: is 4D with {channels} channels (size {tuple(size)}); choose one with "
-                         f"--channel / data.channels (0-{channels - 1})")
+                         f"--channel / data.channel (0-{channels - 1})")
 
 
 def _check_header(path: os.PathLike, dim: int, size: Sequence[int], components: int) -> None:

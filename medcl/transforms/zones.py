@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 IMAGE, LABEL = "image", "label"
-ITEM_KEYS: tuple[str, ...] = ("channel", "zone_remap", "case", "fold")
+ITEM_KEYS: tuple[str, ...] = ("channel", "zone_remap", "case", "fold", "dataset", "synthetic")
 AUX_KEY = "aux"
 
 
@@ -143,7 +143,7 @@ def zones_preprocess(
 ) -> list[Any]:
     """Deterministic part: load (``channel`` of 4D images), orient, resample, remap, scale (and the SDM target).
 
-    Per-item bookkeeping keys (``channel``, ``zone_remap``, ``case``, ``fold``) are dropped after
+    Per-item bookkeeping keys (:data:`ITEM_KEYS`: ``channel``, ``zone_remap``, ``case``...) are dropped after
     use so that items of different data sets batch together.
     """
     keys = [IMAGE, LABEL] if labeled else [IMAGE]

@@ -44,11 +44,19 @@ def test_inspect_text_output_names_orientation(shared_data, capsys):
     assert lines["orientation"] == "LIP" and lines["shape"] == "[320, 320, 15]"
 
 
-def test_inspect_study_folder_needs_series_choice(shared_data, capsys):
+def test_inspect_study_folder_lists_its_series_and_an_unknown_series_is_one_line(shared_data, capsys):
     study = shared_data / Path(T2).parent
-    assert _main(["data", "inspect", str(study)]) == 2
+    assert _main(["data", "inspect", str(study), "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["kind"] == "dicom-study"
+    assert sorted(s["description"] for s in listing["series"]) == [
+        "ep2d_diff_tra_DYNDIST_ADC", "t2_tse_cor", "t2_tse_sag", "t2_tse_tra"]
+    assert {s["description"]: s["files"] for s in listing["series"]}["t2_tse_cor"] == 15
+    assert _main(["data", "inspect", str(study)]) == 0
+    assert "4 DICOM series" in capsys.readouterr().out
+    assert _main(["data", "inspect", str(study), "--series", "t2_haste"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"medcl: error: {study}: holds 4 DICOM series") and err.count("\n") == 1
+    assert err.startswith(f"medcl: error: {study}: no DICOM series matches 't2_haste'") and err.count("\n") == 1
     assert _main(["data", "inspect", str(study), "--series", "ep2d_diff_tra_DYNDIST_ADC", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["shape"] == [84, 128, 19]
 

@@ -65,7 +65,7 @@ CASES = {
     "truncated_nii_gz": r"truncated or corrupt image data",
     "truncated_nii": r"truncated \(1075 of 1792 bytes\)",  # 352 header + 8*9*10*2; 60% kept
     "truncated_nrrd": r"truncated or corrupt image data",
-    "four_d": r"has 4 dimensions \(size \(8, 9, 10, 3\)\); expected a 3D image",
+    "four_d": r"is 4D with 3 channels \(size \(8, 9, 10, 3\)\); choose one with --channel / data.channel \(0-2\)",
     "two_d": r"has 2 dimensions .*expected a 3D image",
     "zero_sized": r"has zero size \(0, 9, 10\)",
     "nan_nifti": r"contains 2 NaN/Inf voxels",
@@ -105,3 +105,11 @@ def test_trailing_singleton_fourth_axis_is_a_3d_image(tmp_path):
     assert image.shape == (1, 8, 9, 10)
     np.testing.assert_array_equal(image[0].numpy(), data[..., 0])
     np.testing.assert_allclose(image.affine.numpy(), affine, atol=1e-6)
+
+
+def test_channel_of_a_4d_image_is_read_and_a_bad_index_is_one_line(tmp_path):
+    path = _make("four_d", tmp_path)
+    raw = np.asarray(nib.load(path).dataobj)
+    assert np.allclose(read_image(path, channel=2)[0].numpy(), raw[..., 2])
+    with pytest.raises(MedclError, match=r"4d.nii.gz: channel 3 is out of range; the image has 3 channel\(s\)"):
+        read_image(path, channel=3)

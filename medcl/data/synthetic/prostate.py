@@ -176,4 +176,5 @@ def write_dataset(
         description=f"synthetic T2w-like prostate phantoms, seed {seed}",
         labels=MSD_LABELS,
         modality={"0": "T2"},
+        synthetic=True,
     )
