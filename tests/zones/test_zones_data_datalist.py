@@ -165,4 +165,10 @@ def test_msd_4d_channel_datalist_trains(tmp_path):
             "data.cache=none", "model.filters=[4,8,8]", "model.kernel_sizes=[[3,3,1],[3,3,1],[3,3,3]]",
             "model.strides=[[1,1,1],[2,2,1],[2,2,2]]"]
     assert main(args) == 0
-    assert (tmp_path / "run" / "stage1" / "checkpoints" / "best.ckpt").is_file()
+    ckpt = tmp_path / "run" / "stage1" / "checkpoints" / "best.ckpt"
+    card = torch.load(ckpt, weights_only=True)["medcl"]["extra"]["model_card"]
+    assert card["training_data"] == [{"name": "msd:Task05_Prostate", "cases": 2, "annotated": ["PZ", "TZ"],
+                                      "synthetic": False}]
+    assert not card["synthetic_only"] and card["n_validation_cases"] == 1
+    assert "val/dice_PZ" in card["validation"] and card["validation"]["val/dice_DPU"] is None
+    assert "DPU, AFS" in card["limitations"]

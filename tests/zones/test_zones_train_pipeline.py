@@ -97,6 +97,11 @@ def test_checkpoints_carry_label_map_stage_and_validation_dice(run: Path) -> Non
         ckpt = load_model_checkpoint(run / f"stage{stage}" / "checkpoints" / "best.ckpt", "zones")
         assert ckpt.label_map == LABEL_MAP and ckpt.extra["stage"] == stage
         assert ckpt.config["model"]["arch"] == "dualpath"
+        card = ckpt.extra["model_card"]
+        assert card["synthetic_only"] and card["n_training_cases"] == 6  # 5 labelled + 1 validation kept out
+        assert card["training_data"][0] == {"name": "medcl prostate phantoms", "cases": 4,
+                                            "annotated": ["AFS", "DPU", "PZ", "TZ"], "synthetic": True}
+        assert 0.0 <= card["validation"]["val/dice_mean"] <= 1.0
     rows = list(csv.DictReader((run / "stage1" / "logs" / "version_0" / "metrics.csv").open()))
     dice = [float(r["val/dice_mean"]) for r in rows if r.get("val/dice_mean")]
     assert len(dice) == 2 and max(dice) > 0.3  # validated every 6 of 12 epochs
