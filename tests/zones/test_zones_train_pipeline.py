@@ -98,8 +98,8 @@ def test_checkpoints_carry_label_map_stage_and_validation_dice(run: Path) -> Non
         assert ckpt.label_map == LABEL_MAP and ckpt.extra["stage"] == stage
         assert ckpt.config["model"]["arch"] == "dualpath"
         card = ckpt.extra["model_card"]
-        assert card["synthetic_only"] and card["n_training_cases"] == 6  # 5 labelled + 1 validation kept out
-        assert card["training_data"][0] == {"name": "medcl prostate phantoms", "cases": 4,
+        assert card["synthetic_only"] and card["n_training_cases"] == 7  # 5 labelled + 2 unlabeled
+        assert card["training_data"][0] == {"name": "medcl prostate phantoms", "cases": 5,
                                             "annotated": ["AFS", "DPU", "PZ", "TZ"], "synthetic": True}
         assert 0.0 <= card["validation"]["val/dice_mean"] <= 1.0
     rows = list(csv.DictReader((run / "stage1" / "logs" / "version_0" / "metrics.csv").open()))
