@@ -126,3 +126,33 @@ def test_pz_tz_only_cases_do_not_drive_dpu_afs_to_zero_with_the_marginal_loss():
         assert alone[zone] > 0.1  # the tiny net learned the zone from the four-zone cases
         assert marginal[zone] > 0.6 * alone[zone]  # PZ/TZ-only cases do not unlearn it
         assert naive[zone] < 0.5 * marginal[zone]  # the corruption the marginal loss prevents
+
+
+def test_mixed_datalist_batches_carry_each_case_annotation(shared_data, tmp_path):
+    """Four-zone phantoms and real PZ/TZ-only Prostate158 cases in one datalist batch together."""
+    from medcl.data.datalist import write_datalist
+    from medcl.data.synthetic.prostate import write_dataset
+    from medcl.pipelines.zones import ZonesConfig, build_loaders
+
+    phantoms = read_items(write_dataset(tmp_path / "ph", n=2, seed=3, n_validation=0))
+    case = shared_data / "mri" / "prostate158-sample" / "001"
+    real = {"image": str(case / "t2.nii.gz"), "label": str(case / "t2_anatomy_reader1.nii.gz"),
+            "zone_remap": {"0": 0, "1": 2, "2": 1}, "zones": ["PZ", "TZ"], "dataset": "prostate158"}
+    datalist = write_datalist(tmp_path / "mixed.json", {"training": [*phantoms, real]}, synthetic=True)
+    cfg = ZonesConfig.model_validate({
+        "data": {"datalist": str(datalist), "pixdim": [1.0, 1.0, 3.0], "patch_size": [32, 32, 8],
+                 "samples_per_volume": 1, "batch_size": 3, "cache": "none"},
+        "model": {"filters": [4, 8, 8], "kernel_sizes": [[3, 3, 1], [3, 3, 1], [3, 3, 3]],
+                  "strides": [[1, 1, 1], [2, 2, 1], [2, 2, 2]]}})
+    batch = next(iter(build_loaders(cfg, datalist, 1, tmp_path / "cache")["train"]))
+    rows = sorted(tuple(r) for r in batch["annotated"].tolist())
+    assert rows == [PZ_TZ, (True,) * 5, (True,) * 5]
+    assert set(batch) >= {"image", "label", "annotated"} and "zone_remap" not in batch
+    real_row = [i for i, r in enumerate(batch["annotated"].tolist()) if tuple(r) == PZ_TZ][0]
+    assert set(torch.unique(batch["label"][real_row]).tolist()) <= {0, 1, 2}
+
+
+def read_items(path):
+    from medcl.data.datalist import read_datalist
+
+    return read_datalist(path, "training", ("image", "label"))
