@@ -44,8 +44,10 @@ class ZonesDataConfig(MedclModel):
     label_remap: str | dict[int, int] = Field(
         "identity", description="'identity', 'msd' or {source: zone}; an item's own zone_remap wins."
     )
-    channel: int | None = Field(
-        None, ge=0, description="Channel of 4D images (MSD Task05: 0 T2, 1 ADC); an item's own channel wins."
+    channel: int | list[int] | None = Field(
+        None,
+        description="Channel of 4D images (MSD Task05: 0 T2, 1 ADC), or a list read as input channels "
+        "(model.in_channels must match); an item's own channel wins.",
     )
     pixdim: list[float] = Field(default_factory=lambda: [0.5, 0.5, 3.0], min_length=3, max_length=3)
     patch_size: list[int] = Field(default_factory=lambda: [64, 64, 8], min_length=3, max_length=3)
@@ -131,6 +133,16 @@ class ZonesConfig(MedclModel):
     loss: ZonesLossConfig = Field(default_factory=ZonesLossConfig)
     optim: ZonesOptimConfig = Field(default_factory=ZonesOptimConfig)
     stage2: ZonesStage2Config = Field(default_factory=ZonesStage2Config)
+
+    @model_validator(mode="after")
+    def _check_channels(self) -> ZonesConfig:
+        channels = self.data.channel if isinstance(self.data.channel, list) else [self.data.channel]
+        if any(c is not None and c < 0 for c in channels):
+            raise ValueError(f"data.channel {self.data.channel}: channel indices must be >= 0")
+        if isinstance(self.data.channel, list) and len(self.data.channel) != self.model.in_channels:
+            raise ValueError(f"data.channel {self.data.channel} reads {len(self.data.channel)} channels but "
+                             f"model.in_channels is {self.model.in_channels}")
+        return self
 
     @model_validator(mode="after")
     def _check_patch(self) -> ZonesConfig:

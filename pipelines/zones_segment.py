@@ -92,7 +92,7 @@ class ZonesSegmenter:
     max_window: tuple[int, ...] = DEFAULT_MAX_WINDOW
     names: dict[int, str] = field(default_factory=lambda: dict(ZONE_NAMES))
     series: str | None = None
-    channel: int | None = None
+    channel: int | list[int] | None = None
     card: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -112,6 +112,7 @@ class ZonesSegmenter:
         names = _zone_names(ckpt.label_map)
         pixdim = tuple((ckpt.config.get("data") or {}).get("pixdim") or DEFAULT_PIXDIM)
         card = ckpt.extra.get("model_card") or {}
+        kwargs.setdefault("channel", (ckpt.config.get("data") or {}).get("channel"))  # as trained
         return cls(net=net, device=pick_device(device), names=names, pixdim=pixdim, card=card, **kwargs)
 
     @property
@@ -201,7 +202,9 @@ def _zone_names(label_map: Mapping | None) -> dict[int, str]:
     return {int(value): str(name) for value, name in pairs if int(value) > 0}
 
 
-def read_scan(path: str | os.PathLike, series: str | None = None, channel: int | None = None) -> MetaTensor:
+def read_scan(
+    path: str | os.PathLike, series: str | None = None, channel: int | Sequence[int] | None = None
+) -> MetaTensor:
     """Read and validate one scan: a 3D volume (``channel`` of a 4D one) of at least 2 voxels per axis."""
     from medcl.io.image import read_image
 
@@ -359,7 +362,7 @@ def segment(
     overlap: float = 0.25,
     roi_mm: Sequence[float] = DEFAULT_ROI_MM,
     series: str | None = None,
-    channel: int | None = None,
+    channel: int | Sequence[int] | None = None,
 ) -> list[dict]:
     """Segment the prostate zones of each input scan; one bad input is reported and skipped.
 
@@ -374,7 +377,8 @@ def segment(
         overlap: sliding-window overlap.
         roi_mm: size of the centred region of interest in mm.
         series: DICOM series UID or description for study folders holding several series.
-        channel: channel of 4D images (MSD Task05: 0 T2, 1 ADC).
+        channel: channel of 4D images (MSD Task05: 0 T2, 1 ADC) or a list of them; default: as the
+            checkpoint was trained (``data.channel``).
 
     Returns:
         One summary row per input (``status`` ``"ok"`` or ``"error"`` with the message); the

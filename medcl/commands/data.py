@@ -86,11 +86,11 @@ def list_series(path: str | Path) -> list[dict[str, Any]] | None:
 
 
 def _datalist(args: argparse.Namespace) -> int:
-    from medcl.data.layouts import build_datalist
+    from medcl.data.layouts import build_datalist, parse_channel
 
     out, errors = build_datalist(
         args.root, args.layout, args.out, folds=args.folds, fold=args.fold, seed=args.seed, remap=args.remap,
-        channel=args.channel, labels=args.labels, name=args.name,
+        channel=parse_channel(args.channel), labels=args.labels, name=args.name,
     )
     print(f"medcl: wrote {out}" + (f"; {len(errors)} case(s) left out (see errors above)" if errors else ""))
     return 1 if errors else 0
@@ -136,6 +136,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dl.add_argument("--fold", type=int, default=0, help="fold used as the validation list (default 0)")
     dl.add_argument("--seed", type=int, default=0, help="shuffle seed of the folds")
     dl.add_argument("--remap", default=None, help="declared label map SOURCE:ZONE,... (zones 1 PZ 2 TZ 3 DPU 4 AFS)")
-    dl.add_argument("--channel", type=int, default=None, help="channel of 4D images (MSD Task05: 0 T2, 1 ADC)")
+    dl.add_argument("--channel", default=None,
+                    help="channel of 4D images (MSD Task05: 0 T2, 1 ADC), or 0,1 for both as input channels")
     dl.add_argument("--labels", default=None, help="picai: folder of zonal label NIfTI files")
     dl.add_argument("--name", default=None, help="data set name recorded in the datalist (default layout:folder)")

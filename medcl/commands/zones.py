@@ -8,12 +8,13 @@ from medcl.commands import add_command, add_group
 
 
 def _segment(args: argparse.Namespace) -> int:
+    from medcl.data.layouts import parse_channel
     from medcl.pipelines.zones_segment import segment
 
     rows = segment(
         args.inputs, args.checkpoint, args.out, tta=not args.no_tta, device=args.device,
         sw_batch_size=args.sw_batch_size, overlap=args.overlap, roi_mm=args.roi_mm, series=args.series,
-        channel=args.channel,
+        channel=parse_channel(args.channel),
     )
     failed = [r for r in rows if r["status"] != "ok"]
     print(f"medcl: segmented {len(rows) - len(failed)} of {len(rows)} scans into {args.out}")
@@ -51,7 +52,8 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="NIfTI/NRRD/MHA files, folders of them, or DICOM series folders")
     p.add_argument("--series", default=None, help="DICOM series UID or description (study folders)")
-    p.add_argument("--channel", type=int, default=None, help="channel of 4D images (MSD Task05: 0 T2, 1 ADC)")
+    p.add_argument("--channel", default=None,
+                   help="channel(s) of 4D images, e.g. 0 or 0,1 (default: as the model was trained)")
     p.add_argument("--checkpoint", required=True, help="zones checkpoint (.ckpt) from `medcl zones train`")
     p.add_argument("--out", required=True, help="output folder (not an input's folder)")
     p.add_argument("--device", default="auto", help="auto (GPU if present, else CPU), cpu, cuda, cuda:1")

@@ -134,7 +134,7 @@ def find_nnunet(root: Path, remap: dict[int, int] | None, channel: int | None) -
     meta = _read_json(root / "dataset.json")
     ending = meta.get("file_ending", ".nii.gz")
     table = remap or remap_from_names(meta.get("labels", {}), root / "dataset.json")
-    suffix = f"_{(channel or 0):04d}{ending}"
+    suffix = f"_{(channel if isinstance(channel, int) else 0):04d}{ending}"
     cases = []
     for label in sorted((root / "labelsTr").glob(f"*{ending}")):
         case = label.name[: -len(ending)]
@@ -212,13 +212,25 @@ def _grid(reader: sitk.ImageFileReader) -> tuple[np.ndarray, ...]:
             np.asarray(reader.GetOrigin()[:3]), direction)
 
 
-def check_channel(path: Path, reader: sitk.ImageFileReader, channel: int | None) -> None:
-    """A 4D image needs a valid ``channel``; a 3D image takes none (or 0)."""
+def check_channel(path: Path, reader: sitk.ImageFileReader, channel: int | list[int] | None) -> None:
+    """A 4D image needs valid ``channel`` index(es); a 3D image takes none (or 0)."""
     channels = reader.GetSize()[3] if reader.GetDimension() == 4 else 1
     if channels > 1 and channel is None:
         raise MedclError(f"{path}: is 4D with {channels} channels; choose one with --channel (0-{channels - 1})")
-    if channel is not None and not 0 <= channel < channels:
-        raise MedclError(f"{path}: --channel {channel} is out of range; the image has {channels} channel(s)")
+    for c in channel if isinstance(channel, list) else [channel]:
+        if c is not None and not 0 <= c < channels:
+            raise MedclError(f"{path}: --channel {c} is out of range; the image has {channels} channel(s)")
+
+
+def parse_channel(text: str | None) -> int | list[int] | None:
+    """``"1"`` -> 1, ``"0,1"`` -> [0, 1] (several channels read as network input channels)."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in str(text).split(",")]
+    except ValueError:
+        raise MedclError(f"--channel: expected an index or indices like 0,1, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
 
 
 def check_grids(image: Path, label: Path, image_reader: sitk.ImageFileReader) -> None:
@@ -290,7 +302,7 @@ def build_datalist(
     fold: int = 0,
     seed: int = 0,
     remap: str | None = None,
-    channel: int | None = None,
+    channel: int | list[int] | None = None,
     labels: str | os.PathLike | None = None,
     name: str | None = None,
 ) -> tuple[Path, list[str]]:

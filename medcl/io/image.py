@@ -256,6 +256,20 @@ def _read_file(path: Path, channel: int | None = None) -> sitk.Image:
     return image[:, :, :, channel if size_4d_channels(image) > 1 else 0] if image.GetDimension() == 4 else image
 
 
+def channel_count(path: str | os.PathLike) -> int:
+    """Length of the 4th axis of an image file from its header (1 for 3D files, folders, unreadable files)."""
+    p = Path(path)
+    if not p.is_file():
+        return 1
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return 1  # read_sitk_image reports it
+    return reader.GetSize()[3] if reader.GetDimension() == 4 else 1
+
+
 def size_4d_channels(image: sitk.Image) -> int:
     """Length of the 4th axis (1 for a 3D image)."""
     return image.GetSize()[3] if image.GetDimension() == 4 else 1
@@ -320,7 +334,7 @@ class SITKReader(ImageReader):
         series: DICOM series UID or description for folders that hold several series.
     """
 
-    def __init__(self, series: str | None = None, channel: int | None = None) -> None:
+    def __init__(self, series: str | None = None, channel: int | Sequence[int] | None = None) -> None:
         super().__init__()
         self.series, self.channel = series, channel
 
@@ -330,8 +344,15 @@ class SITKReader(ImageReader):
 
     def read(self, data: Sequence[os.PathLike] | os.PathLike, **kwargs: Any) -> Any:
         """Read one path (or several, to be stacked as channels) into validated SimpleITK images."""
-        images = [(str(f), *read_sitk_image(f, self.series, self.channel)) for f in ensure_tuple(data)]
+        images = [item for f in ensure_tuple(data) for item in self._read_channels(f)]
         return images if len(images) > 1 else images[0]
+
+    def _read_channels(self, path: os.PathLike) -> list[tuple[str, sitk.Image, dict[str, Any]]]:
+        """One entry per requested channel (stacked by :meth:`get_data`); a 3D file is read once."""
+        channels = list(self.channel) if isinstance(self.channel, (list, tuple)) else [self.channel]
+        if len(channels) > 1 and channel_count(path) == 1:  # e.g. the 3D label map beside 4D images
+            channels = [None]
+        return [(str(path), *read_sitk_image(path, self.series, c)) for c in channels]
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
         """Return the ``(X, Y, Z)`` array (channels stacked first if several) and MONAI metadata."""
@@ -374,7 +395,9 @@ class LoadScand(LoadImaged):
         kwargs: passed to ``LoadImaged`` (e.g. ``image_only``, ``ensure_channel_first``, ``dtype``).
     """
 
-    def __init__(self, keys: Any, series: str | None = None, channel: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, keys: Any, series: str | None = None, channel: int | Sequence[int] | None = None, **kwargs: Any
+    ) -> None:
         self.sitk_reader = SITKReader(series=series, channel=channel)
         self.channel = channel
         super().__init__(keys, reader=self.sitk_reader, **kwargs)
@@ -386,15 +409,19 @@ class LoadScand(LoadImaged):
 
 
 def read_image(
-    path: str | os.PathLike, series: str | None = None, dtype: Any = np.float32, channel: int | None = None
+    path: str | os.PathLike, series: str | None = None, dtype: Any = np.float32,
+    channel: int | Sequence[int] | None = None,
 ) -> MetaTensor:
     """Read a 3D scan as a channel-first ``(1, X, Y, Z)`` ``MetaTensor`` with its RAS affine.
+
+    A list of ``channel`` indices reads those channels of a 4D image as ``(C, X, Y, Z)`` (e.g. MSD
+    Task05 T2 + ADC, which share one grid).
 
     Args:
         path: NIfTI/NRRD/MHA/MHD file or DICOM folder.
         series: DICOM series UID or description when the folder holds several.
         dtype: output dtype (``None`` keeps the stored voxel type, e.g. ``uint8`` labels).
-        channel: index along the 4th axis of a 4D image.
+        channel: index (or list of indices) along the 4th axis of a 4D image.
     """
     return _loader(dtype)(path, reader=SITKReader(series=series, channel=channel))
 

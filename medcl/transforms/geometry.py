@@ -97,11 +97,12 @@ def load_canonical(
     mode: str | Sequence[str] = "bilinear",
     axcodes: str = CANONICAL_AXCODES,
     series: str | None = None,
-    channel: int | None = None,
+    channel: int | Sequence[int] | None = None,
 ) -> MedclCompose:
     """Read with :class:`~medcl.io.image.SITKReader` (errors propagate) and apply `canonical_transforms`.
 
-    ``channel`` picks one channel of 4D images (an item's own ``channel`` key wins).
+    ``channel`` picks one channel of 4D images, or several as input channels (an item's own
+    ``channel`` key wins).
 
     Returns:
         An invertible :class:`MedclCompose`; pass it to :func:`invert_to_input` to map outputs back.
@@ -115,8 +116,10 @@ def load_canonical(
 
 
 def percentile_scale(keys: Keys, lower: float = 1.0, upper: float = 99.0) -> ScaleIntensityRangePercentilesd:
-    """Clip intensities to the ``lower``-``upper`` percentiles and scale them to [0, 1] (per image)."""
-    return ScaleIntensityRangePercentilesd(keys, lower=lower, upper=upper, b_min=0.0, b_max=1.0, clip=True)
+    """Clip intensities to the ``lower``-``upper`` percentiles and scale them to [0, 1] (per image and channel)."""
+    return ScaleIntensityRangePercentilesd(
+        keys, lower=lower, upper=upper, b_min=0.0, b_max=1.0, clip=True, channel_wise=True
+    )
 
 
 def invert_to_input(

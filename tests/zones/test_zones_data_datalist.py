@@ -172,3 +172,40 @@ def test_msd_4d_channel_datalist_trains(tmp_path):
     assert not card["synthetic_only"] and card["n_validation_cases"] == 1
     assert "val/dice_PZ" in card["validation"] and card["validation"]["val/dice_DPU"] is None
     assert "DPU, AFS" in card["limitations"]
+
+
+def test_two_channels_of_a_4d_image_read_as_input_channels_and_a_3d_label_once(tmp_path):
+    root = _msd(tmp_path / "Task05_Prostate", n=1)
+    image, label = root / "imagesTr" / "prostate_00.nii.gz", root / "labelsTr" / "prostate_00.nii.gz"
+    both = read_image(image, channel=[0, 1])
+    raw = np.asarray(nib.load(image).dataobj)
+    assert both.shape == (2, *SHAPE) and np.allclose(both.numpy(), np.moveaxis(raw, -1, 0))
+    from medcl.transforms.geometry import load_canonical
+
+    item = load_canonical(["image", "label"], pixdim=None, mode=["bilinear", "nearest"], channel=[0, 1])(
+        {"image": str(image), "label": str(label)})
+    assert item["image"].shape[0] == 2 and item["label"].shape[0] == 1
+
+
+@pytest.mark.slow
+def test_msd_t2_plus_adc_trains_and_segments_with_the_trained_channels(tmp_path, capsys):
+    torch.set_num_threads(1)
+    root = _msd(tmp_path / "Task05_Prostate", n=3)
+    out = tmp_path / "msd.json"
+    assert _datalist(root, "msd", out, "--channel", "0,1", "--folds", "3") == 0
+    assert read_datalist(out, "training")[0]["channel"] == [0, 1]
+    args = ["zones", "train", "--out", str(tmp_path / "run"), f"data.datalist={out}", "train.max_epochs=1",
+            "train.progress_bar=false", "stage2.epochs=0", "data.pixdim=[1.0,1.0,3.0]", "data.patch_size=[16,16,4]",
+            "data.cache=none", "data.channel=[0,1]", "model.in_channels=2", "model.filters=[4,8,8]",
+            "model.kernel_sizes=[[3,3,1],[3,3,1],[3,3,3]]", "model.strides=[[1,1,1],[2,2,1],[2,2,2]]"]
+    assert main(args) == 0
+    ckpt = tmp_path / "run" / "stage1" / "checkpoints" / "best.ckpt"
+    seg = tmp_path / "seg"
+    assert main(["zones", "segment", str(root / "imagesTr"), "--checkpoint", str(ckpt), "--out", str(seg),
+                 "--no-tta", "--device", "cpu"]) == 0  # the folder expands to its 3 files
+    zones = nib.load(seg / "prostate_00_zones.nii.gz")
+    assert zones.shape == SHAPE
+    assert main(["zones", "segment", str(root / "imagesTr" / "prostate_01.nii.gz"), "--channel", "5",
+                 "--checkpoint", str(ckpt), "--out", str(tmp_path / "bad"), "--device", "cpu"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("medcl: error")]
+    assert len(errors) == 1 and "prostate_01.nii.gz: channel 5 is out of range" in errors[0]
