@@ -156,7 +156,7 @@ def test_bad_inputs_are_reported_and_the_batch_finishes(tmp_path, capsys):
     expected = {
         "flat2d": "2 dimensions",
         "oneslice": "single slice",
-        "fourd": "4 dimensions",
+        "fourd": "is 4D with 3 channels",
         "nan": "NaN",
         "garbage": "not a readable image",
         "missing": "no such file",
