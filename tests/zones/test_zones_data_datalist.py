@@ -209,3 +209,28 @@ def test_msd_t2_plus_adc_trains_and_segments_with_the_trained_channels(tmp_path,
                  "--checkpoint", str(ckpt), "--out", str(tmp_path / "bad"), "--device", "cpu"]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("medcl: error")]
     assert len(errors) == 1 and "prostate_01.nii.gz: channel 5 is out of range" in errors[0]
+
+
+def test_prostatex_nrrd_label_map_needs_and_uses_a_declared_remap(tmp_path, capsys):
+    case = tmp_path / "px" / "ProstateX-0002"
+    _write(case / "t2.nrrd", _image())
+    _write(case / "Seg-0002.nrrd", _label((5, 6)))
+    assert _datalist(tmp_path / "px", "prostatex", tmp_path / "a.json") == 2
+    assert "Seg-0002.nrrd: an NRRD zone label map needs --remap" in capsys.readouterr().err
+    assert _datalist(tmp_path / "px", "prostatex", tmp_path / "b.json", "--remap", "5:1,6:2", "--folds", "1") == 0
+    assert read_datalist(tmp_path / "b.json", "training")[0]["zone_remap"] == {"0": 0, "5": 1, "6": 2}
+
+
+def test_segment_picks_a_series_of_a_real_study_folder_and_reports_an_unknown_one(shared_data, tmp_path, capsys):
+    from test_zones_infer_segment import IntensityOracle
+
+    from medcl.pipelines.zones_segment import ZonesSegmenter, segment
+
+    study = shared_data / "mri" / "prostatex-dicom" / "ProstateX-0000" / "07-07-2011"
+    seg = ZonesSegmenter(net=IntensityOracle(), tta=False, roi_mm=(32.0, 32.0, 24.0))
+    rows = segment([study], seg, tmp_path / "ok", series="t2_tse_tra")
+    assert rows[0]["status"] == "ok", rows[0]["error"]
+    assert nib.load(tmp_path / "ok" / "07-07-2011_zones.nii.gz").shape == (384, 384, 19)
+    rows = segment([study], seg, tmp_path / "bad", series="t2_haste")
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("medcl: error")]
+    assert rows[0]["status"] == "error" and len(err) == 1 and "no DICOM series matches 't2_haste'" in err[0]
