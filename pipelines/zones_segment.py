@@ -107,6 +107,16 @@ class ZonesSegmenter:
         pixdim = tuple((ckpt.config.get("data") or {}).get("pixdim") or DEFAULT_PIXDIM)
         return cls(net=net, device=pick_device(device), names=names, pixdim=pixdim, **kwargs)
 
+    @classmethod
+    def from_onnx(cls, folder: str | os.PathLike, **kwargs: Any) -> ZonesSegmenter:
+        """Wrap a ``medcl export --format onnx`` zones folder run by onnxruntime (on the CPU)."""
+        from medcl.export.onnx import OnnxModel, OnnxZonesNet
+
+        model = OnnxModel(folder, "zones")
+        pixdim = tuple((model.card.get("config", {}).get("data") or {}).get("pixdim") or DEFAULT_PIXDIM)
+        return cls(net=OnnxZonesNet(model), names=_zone_names(model.card.get("label_map")), pixdim=pixdim,
+                   **kwargs)
+
     @property
     def divisor(self) -> list[int]:
         """Per-axis size the network input must be divisible by."""
@@ -294,6 +304,7 @@ def segment(
     sw_batch_size: int = 2,
     overlap: float = 0.25,
     roi_mm: Sequence[float] = DEFAULT_ROI_MM,
+    engine: str = "torch",
 ) -> list[dict]:
     """Segment the prostate zones of each input scan; one bad input is reported and skipped.
 
@@ -306,6 +317,7 @@ def segment(
         sw_batch_size: sliding windows per forward pass.
         overlap: sliding-window overlap.
         roi_mm: size of the centred region of interest in mm.
+        engine: ``"torch"``, or ``"onnxruntime"`` with ``checkpoint`` a ``medcl export --format onnx`` folder.
 
     Returns:
         One summary row per input (``status`` ``"ok"`` or ``"error"`` with the message); the
@@ -316,12 +328,15 @@ def segment(
     out = ensure_output_dir(out_dir, list(inputs))
     names = case_names(inputs)
     _refuse_overwrite(inputs, out, names)
+    settings = {"tta": tta, "sw_batch_size": sw_batch_size, "overlap": overlap, "roi_mm": tuple(roi_mm)}
     if isinstance(checkpoint, ZonesSegmenter):
         segmenter = checkpoint
+    elif engine == "onnxruntime":
+        segmenter = ZonesSegmenter.from_onnx(checkpoint, **settings)
+    elif engine != "torch":
+        raise MedclError(f"engine: {engine!r} is not one of ['torch', 'onnxruntime']")
     else:
-        segmenter = ZonesSegmenter.from_checkpoint(
-            checkpoint, device=device, tta=tta, sw_batch_size=sw_batch_size, overlap=overlap, roi_mm=tuple(roi_mm)
-        )
+        segmenter = ZonesSegmenter.from_checkpoint(checkpoint, device=device, **settings)
     rows = [_segment_one(segmenter, path, out, case) for path, case in zip(inputs, names)]
     _write_csv(out / "summary.csv", rows)
     return rows

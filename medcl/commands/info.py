@@ -1,4 +1,4 @@
-"""``medcl info``: package versions, compute devices and thread settings."""
+"""``medcl info``: package versions, compute devices and thread settings; ``medcl info FILE``: a model card."""
 
 from __future__ import annotations
 
@@ -31,7 +31,34 @@ def collect_info() -> dict:
     }
 
 
+def model_card_of(path: str) -> dict:
+    """The model card of a ``.ckpt``, weights-only file, ONNX export folder or zones MONAI bundle."""
+    from pathlib import Path
+
+    from medcl.errors import MedclError
+
+    p = Path(path)
+    if (p / "configs" / "metadata.json").is_file():
+        return json.loads((p / "configs" / "metadata.json").read_text())
+    if p.suffix == ".onnx" or (p / "model.onnx").is_file():
+        from medcl.export.onnx import read_onnx_card
+
+        return read_onnx_card(p)[1]
+    from medcl.engine.weights import is_weights_path, model_card, read_card
+
+    if is_weights_path(p):
+        return read_card(p)
+    if p.is_dir():
+        raise MedclError(f"{p}: no model here (a .ckpt, model.safetensors, ONNX export or MONAI bundle)")
+    from medcl.engine.checkpoint import load_model_checkpoint
+
+    return model_card(load_model_checkpoint(p, None))
+
+
 def _info(args: argparse.Namespace) -> int:
+    if args.file:
+        print(json.dumps(model_card_of(args.file), indent=2))
+        return 0
     info = collect_info()
     if args.json:
         print(json.dumps(info, indent=2))
@@ -47,4 +74,5 @@ def _info(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = add_command(subparsers, "info", "versions, devices and threads", _info)
+    parser.add_argument("file", nargs="?", help="a model file or folder: print its model card (JSON)")
     parser.add_argument("--json", action="store_true", help="print as JSON")

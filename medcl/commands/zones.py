@@ -12,7 +12,7 @@ def _segment(args: argparse.Namespace) -> int:
 
     rows = segment(
         args.inputs, args.checkpoint, args.out, tta=not args.no_tta, device=args.device,
-        sw_batch_size=args.sw_batch_size, overlap=args.overlap, roi_mm=args.roi_mm,
+        sw_batch_size=args.sw_batch_size, overlap=args.overlap, roi_mm=args.roi_mm, engine=args.engine,
     )
     failed = [r for r in rows if r["status"] != "ok"]
     print(f"medcl: segmented {len(rows) - len(failed)} of {len(rows)} scans into {args.out}")
@@ -32,7 +32,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _add_segment(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "segment", "segment prostate zones of scans (files or DICOM series folders)", _segment)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/NRRD/MHA files or DICOM series folders")
-    p.add_argument("--checkpoint", required=True, help="zones checkpoint (.ckpt) from `medcl zones train`")
+    p.add_argument("--checkpoint", required=True,
+                   help="zones checkpoint (.ckpt) from `medcl zones train`, a weights-only model.safetensors, "
+                        "or with --engine onnxruntime a `medcl export --format onnx` folder")
+    p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
+                   help="run the network in PyTorch (default) or onnxruntime (ONNX export folder)")
     p.add_argument("--out", required=True, help="output folder (not an input's folder)")
     p.add_argument("--device", default="auto", help="auto (GPU if present, else CPU), cpu, cuda, cuda:1")
     p.add_argument("--sw-batch-size", type=int, default=2, help="sliding windows per forward pass")
