@@ -22,7 +22,6 @@ flip.
 from __future__ import annotations
 
 import csv
-import math
 import os
 import sys
 import time
@@ -34,12 +33,19 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.inferers import sliding_window_inference
 from monai.transforms import CenterSpatialCropd, Compose, EnsureChannelFirstd
 from torch import nn
 
 from medcl.engine.device import autocast_dtype
 from medcl.errors import MedclError
+from medcl.inferers.zones_window import (
+    DEFAULT_MAX_WINDOW,
+    DEFAULT_ROI_MM,
+    flip_tta_sliding_window,
+    native_roi,
+    voxel_spacing,
+    window_size,
+)
 from medcl.postprocess.sectors import sector_lut, sector_map
 from medcl.postprocess.volumes import ZONE_NAMES, zone_volumes
 from medcl.postprocess.zones import clean_zones
@@ -52,8 +58,6 @@ from medcl.transforms.geometry import (
 )
 from medcl.utils import atomic_write_path, ensure_output_dir, write_json
 
-DEFAULT_ROI_MM: tuple[float, float, float] = (80.0, 80.0, 120.0)
-DEFAULT_MAX_WINDOW: tuple[int, int, int] = (160, 160, 48)
 OUTPUT_SUFFIXES: tuple[str, ...] = (
     "_zones.nii.gz", "_uncertainty.nii.gz", "_volumes.json", "_sectors.nii.gz", "_sectors.json", "_qc.png"
 )
@@ -125,18 +129,11 @@ class ZonesSegmenter:
 
     def window(self, shape: Sequence[int]) -> tuple[int, ...]:
         """Sliding-window size: the ROI rounded up to the divisor, capped at ``max_window``."""
-        return tuple(
-            min(_round_up(w, d), _round_up(s, d)) for s, w, d in zip(shape, self.max_window, self.divisor)
-        )
+        return window_size(shape, self.max_window, self.divisor)
 
     def native_roi(self, affine: Any) -> list[int]:
         """ROI size in voxels of the RAS-reoriented input grid (``roi_mm`` over each axis's voxel size)."""
-        import nibabel as nib
-
-        ras_axis = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))[:, 0].astype(int)
-        roi = np.empty(3, dtype=np.int64)
-        roi[ras_axis] = np.ceil(np.asarray(self.roi_mm)[ras_axis] / voxel_spacing(affine))
-        return roi.tolist()
+        return native_roi(affine, self.roi_mm)
 
     def preprocessing(self, affine: Any) -> Compose:
         """Reorient, scale intensities, crop the centred ROI, resample it (invertible with ``Invertd``).
@@ -163,14 +160,10 @@ class ZonesSegmenter:
         un-flipped outputs.
         """
         x = x.to(self.device, torch.float32)
-        batch = torch.cat([x, x.flip(2)]) if self.tta else x
         dtype = autocast_dtype(self.device)
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            out = sliding_window_inference(
-                batch, self.window(x.shape[2:]), self.sw_batch_size, self._predict, overlap=self.overlap,
-                mode="gaussian",
-            ).float()
-        return 0.5 * (out[:1] + out[1:].flip(2)) if self.tta else out
+            return flip_tta_sliding_window(x, self._predict, self.window(x.shape[2:]), self.sw_batch_size,
+                                           self.overlap, self.tta)
 
     def predict(self, image: MetaTensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Zone probabilities ``(5, X, Y, Z)`` and uncertainty ``(X, Y, Z)`` on the grid of ``image``.
@@ -192,10 +185,6 @@ class ZonesSegmenter:
         return probs, back.as_tensor()[5]
 
 
-def _round_up(value: int, divisor: int) -> int:
-    return int(math.ceil(value / divisor) * divisor)
-
-
 def _zone_names(label_map: Mapping | None) -> dict[int, str]:
     """Foreground ``{label: name}`` from a checkpoint label map (``{"PZ": 1, ...}`` or ``{"1": "PZ"}``)."""
     if not label_map:
@@ -215,11 +204,6 @@ def read_scan(path: str | os.PathLike) -> MetaTensor:
 
 
 # ----------------------------------------------------------------------------------- per case
-
-
-def voxel_spacing(affine: Any) -> np.ndarray:
-    """Voxel size in mm per array axis (column norms of the affine)."""
-    return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
 
 
 def case_names(inputs: Sequence[str | os.PathLike]) -> list[str]:

@@ -39,7 +39,9 @@ def model_card_of(path: str) -> dict:
 
     p = Path(path)
     if (p / "configs" / "metadata.json").is_file():
-        return json.loads((p / "configs" / "metadata.json").read_text())
+        from medcl.export.bundle import read_bundle_metadata
+
+        return read_bundle_metadata(p)
     if p.suffix == ".onnx" or (p / "model.onnx").is_file():
         from medcl.export.onnx import read_onnx_card
 

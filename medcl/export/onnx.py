@@ -31,14 +31,17 @@ OPSET = 18
 
 
 class ZonesPatchModel(nn.Module):
-    """One patch ``(B, 1, X, Y, Z)`` in, ``(B, 6, X, Y, Z)`` out: 5 fused zone probabilities + uncertainty."""
+    """One patch ``(B, 1, X, Y, Z)`` in, ``(B, 6, X, Y, Z)`` out: 5 fused zone probabilities + uncertainty
+    (``(B, 5, ...)`` without uncertainty, as the MONAI bundle's network)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, uncertainty: bool = True) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.uncertainty = net, uncertainty
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         probs, uncertainty = self.net.zone_probabilities(image)
+        if not self.uncertainty:
+            return probs.float()
         return torch.cat([probs.float(), uncertainty.float()], dim=1)
 
 
