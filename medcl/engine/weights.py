@@ -108,9 +108,9 @@ def training_data(family: str, config: dict[str, Any]) -> str:
 
 def write_weights(ckpt: Any, out_dir: str | os.PathLike) -> Path:
     """Write ``out_dir/model.safetensors`` (card in its metadata) and ``out_dir/config.json``."""
-    from safetensors.torch import save_file
-
     from medcl.utils import atomic_write_path, write_json
+
+    save_file = _safetensors().torch.save_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -123,10 +123,17 @@ def write_weights(ckpt: Any, out_dir: str | os.PathLike) -> Path:
     return out / WEIGHTS_NAME
 
 
+def _safetensors() -> Any:
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise MedclError("weights files need safetensors (pip install 'medcl[export]')") from None
+    return safetensors
+
+
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
     """The model card in a weights file's header (no tensors are read)."""
-    from safetensors import safe_open
-
+    safe_open = _safetensors().safe_open
     path = _weights_file(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
@@ -145,9 +152,9 @@ def load_weights(path: str | os.PathLike, family: str | None) -> Any:
     Raises:
         MedclError: missing, damaged or edited file, or another family's weights.
     """
-    from safetensors.torch import load_file
-
     from medcl.engine.checkpoint import CheckpointData
+
+    load_file = _safetensors().torch.load_file
 
     path = _weights_file(path)
     card = read_card(path)
