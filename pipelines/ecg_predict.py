@@ -124,7 +124,7 @@ class _Predictor:
         import json
 
         from medcl.export.onnx import OnnxModel
-        from medcl.pipelines.ecg_train import ECGConfig
+        from medcl.pipelines.ecg import ECGConfig  # not ecg_train: the ONNX engine needs no training stack
 
         onnx = OnnxModel(folder, "ecg")
         card = onnx.card
