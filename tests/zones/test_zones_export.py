@@ -152,3 +152,19 @@ def test_cli_export_and_info(files, tmp_path, capsys):
                  "--engine", "onnxruntime"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a medcl ONNX export" in err[0]
+
+
+def test_bench_helper_compares_the_same_outputs(files):
+    from medcl.engine import load_model_checkpoint, load_state_into
+    from medcl.export.onnx import ZonesPatchModel
+    from medcl.nets.dualpath import build_zones_net
+    from medcl.pipelines.bench.engines import onnx_vs_eager
+
+    ckpt, _, _ = files
+    net = load_state_into(build_zones_net({"arch": "dualpath", "filters": [4, 8, 8, 8]}),
+                          load_model_checkpoint(ckpt, "zones"))
+    axes = {0: "batch", 2: "x", 3: "y", 4: "z"}
+    res = onnx_vs_eager(ZonesPatchModel(net), torch.rand(2, 1, 16, 16, 4), "zones", "image", ["probabilities"],
+                        {"image": axes}, threads=1, repeats=1)
+    assert res["batch"] == 2 and res["max_abs_diff"] < 1e-4
+    assert res["onnxruntime_items_per_s"] == pytest.approx(2 / res["onnxruntime_s"], rel=0.01)
