@@ -119,9 +119,14 @@ def _export_dynamo(model: nn.Module, example: torch.Tensor, path: Path, input_na
     except ImportError:
         raise MedclError("exporter: 'dynamo' needs onnxscript (pip install 'medcl[export]')") from None
     shapes = {axis: Dim.AUTO for axis in dynamic_axes.get(input_name, {})}
-    program = torch.onnx.export(model, (example,), dynamo=True, input_names=[input_name],
-                                output_names=list(output_names), dynamic_shapes=(shapes,), opset_version=OPSET,
-                                verbose=False)
+    try:
+        program = torch.onnx.export(model, (example,), dynamo=True, input_names=[input_name],
+                                    output_names=list(output_names), dynamic_shapes=(shapes,), opset_version=OPSET,
+                                    verbose=False)
+    except Exception as exc:  # noqa: BLE001 - e.g. ProtoECGNet: FX code generation fails on the branch "global"
+        cause = exc.__cause__ or exc
+        reason = " ".join(f"{type(cause).__name__}: {cause}".split())[:160]
+        raise MedclError(f"exporter: torch.export-based ONNX export failed ({reason}); use --exporter legacy") from None
     program.save(str(path))
 
 
