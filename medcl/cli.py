@@ -21,6 +21,7 @@ GROUP_MODULES: tuple[str, ...] = (
     "medcl.commands.ecg",
     "medcl.commands.data",
     "medcl.commands.config",
+    "medcl.commands.export",
     "medcl.commands.bench",
     "medcl.commands.demo",
     "medcl.commands.info",

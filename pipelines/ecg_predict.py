@@ -25,9 +25,11 @@ from medcl.io.ecg import ECGRecord, find_records, read_ecg
 from medcl.nets.protoecg import BRANCHES, ProtoECGNet
 from medcl.utils import atomic_write_path, write_json
 
-__all__ = ["contribution_weights", "predict"]
+__all__ = ["branch_of", "contribution_weights", "predict", "prototype_table"]
 
 TOP_PROTOTYPES = 3
+PROTOTYPES_JSON = "prototypes.json"
+CONTRIBUTIONS_NPY = "contribution_weights.npy"
 
 
 def _read(path: str, fs: int, n_samples: int, highpass: float | None) -> ECGRecord | str:
@@ -55,7 +57,7 @@ def contribution_weights(net: ProtoECGNet, head: str) -> torch.Tensor:
     return weight
 
 
-def _prototype_table(net: ProtoECGNet, labels: list[str], extra: dict[str, Any]) -> list[dict[str, Any]]:
+def prototype_table(net: ProtoECGNet, labels: list[str], extra: dict[str, Any]) -> list[dict[str, Any]]:
     """Static description of every prototype in concatenated order (branch, class, source, window)."""
     table: list[dict[str, Any]] = []
     projection = extra.get("projection") or {}
@@ -76,7 +78,7 @@ def _prototype_table(net: ProtoECGNet, labels: list[str], extra: dict[str, Any])
     return table
 
 
-def _branch_of(net: ProtoECGNet, num_labels: int) -> list[str]:
+def branch_of(net: ProtoECGNet, num_labels: int) -> list[str]:
     owner = [""] * num_labels
     for b in BRANCHES:
         for i in net.label_index(b).tolist():
@@ -85,31 +87,67 @@ def _branch_of(net: ProtoECGNet, num_labels: int) -> list[str]:
 
 
 class _Predictor:
-    """The loaded model and everything needed to turn batches into predictions.json entries."""
+    """The loaded model and everything needed to turn batches into predictions.json entries.
 
-    def __init__(self, checkpoint: str | os.PathLike) -> None:
+    ``engine="torch"``: ``checkpoint`` is a ``.ckpt`` or weights-only file. ``"onnxruntime"``: it is
+    a ``medcl export --format onnx`` folder, whose card, ``prototypes.json`` and
+    ``contribution_weights.npy`` replace what the network would give.
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike, engine: str = "torch") -> None:
         from medcl.data.ptbxl import packaged_statements
-        from medcl.pipelines.ecg_train import load_model
 
-        self.net, self.cfg, self.labels, extra = load_model(checkpoint)
-        self.head = extra.get("head", "branches")
-        thr = extra.get("thresholds")
+        if engine == "onnxruntime":
+            self._init_onnx(checkpoint)
+        elif engine == "torch":
+            self._init_torch(checkpoint)
+        else:
+            raise MedclError(f"engine: {engine!r} is not one of ['torch', 'onnxruntime']")
+        thr = self.extra.get("thresholds")
         self.thresholds = np.asarray(thr if thr is not None else [0.5] * len(self.labels), dtype=np.float64)
-        self.table = _prototype_table(self.net, self.labels, extra)
-        self.owner = _branch_of(self.net, len(self.labels))
         desc = packaged_statements().set_index("code")["description"].to_dict()
         self.descriptions = [desc.get(c, c) for c in self.labels]
         self.n_samples = self.cfg.data.n_samples or 10 * self.cfg.data.fs
-        self.weight = contribution_weights(self.net, self.head)
+
+    def _init_torch(self, checkpoint: str | os.PathLike) -> None:
+        from medcl.export.onnx import ECGOutputsModel
+        from medcl.pipelines.ecg_train import load_model
+
+        net, self.cfg, self.labels, self.extra = load_model(checkpoint)
+        self.head = self.extra.get("head", "branches")
+        self.model = ECGOutputsModel(net, self.head).eval()
+        self.table = prototype_table(net, self.labels, self.extra)
+        self.owner = branch_of(net, len(self.labels))
+        self.weight = contribution_weights(net, self.head)
+
+    def _init_onnx(self, folder: str | os.PathLike) -> None:
+        import json
+
+        from medcl.export.onnx import OnnxModel
+        from medcl.pipelines.ecg import ECGConfig  # not ecg_train: the ONNX engine needs no training stack
+
+        onnx = OnnxModel(folder, "ecg")
+        card = onnx.card
+        self.cfg = ECGConfig.model_validate(card["config"])
+        label_map = card["label_map"]
+        self.labels = sorted(label_map, key=label_map.__getitem__)
+        self.extra = card.get("extra") or {}
+        self.head = card["head"]
+        self.owner = list(card["label_branches"])
+        self.table = json.loads((onnx.folder / PROTOTYPES_JSON).read_text())
+        weight = np.load(onnx.folder / CONTRIBUTIONS_NPY, allow_pickle=False)
+        self.weight = torch.from_numpy(np.asarray(weight, dtype=np.float32))
+
+        def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            probs, sims = onnx(x)
+            return torch.from_numpy(probs), torch.from_numpy(sims)
+
+        self.model = run
 
     @torch.inference_mode()
     def run(self, signals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Probabilities ``(B, L)`` and the top prototypes ``(B, L, k)`` indices and contributions."""
-        from medcl.pipelines.ecg_train import head_probabilities
-
-        out = self.net(torch.from_numpy(signals))
-        probs = head_probabilities(self.net, out, self.head)
-        sims = torch.cat([out[f"{b}.similarities"] for b in BRANCHES], dim=1)
+        probs, sims = self.model(torch.from_numpy(signals))
         contrib = self.weight[None] * sims[:, None, :]  # (B, L, P)
         top = contrib.topk(min(TOP_PROTOTYPES, contrib.shape[-1]), dim=-1)
         return probs.numpy(), top.indices.numpy(), sims.numpy()
@@ -137,11 +175,13 @@ class _Predictor:
 
 
 def predict(records: list[str | os.PathLike], checkpoint: str | os.PathLike,
-            out_dir: str | os.PathLike | None = None, batch_size: int = 32) -> dict:
+            out_dir: str | os.PathLike | None = None, batch_size: int = 32, engine: str = "torch") -> dict:
     """Predict every record; return the ``predictions.json`` dict (and write outputs to ``out_dir``).
 
     Records are read one batch ahead in a background thread while the model runs on the current
     batch (the convolutions release the GIL), so reading costs little extra wall time.
+
+    ``engine="onnxruntime"`` runs a ``medcl export --format onnx`` folder given as ``checkpoint``.
 
     Raises:
         MedclError: bad checkpoint, a folder without records, or no record given.
@@ -149,7 +189,7 @@ def predict(records: list[str | os.PathLike], checkpoint: str | os.PathLike,
     paths = find_records(records)
     if not paths:
         raise MedclError("records: nothing to predict")
-    pred = _Predictor(checkpoint)
+    pred = _Predictor(checkpoint, engine)
     d = pred.cfg.data
 
     def read_batch(batch: list[str]) -> list[ECGRecord | str]:

@@ -27,7 +27,7 @@ from medcl.engine import (
 from medcl.errors import MedclError
 from medcl.losses.prototype import MaskedL1Loss, PrototypeLoss, jaccard_matrix, positive_weights
 from medcl.metrics.auroc import auroc, best_f1_thresholds
-from medcl.nets.protoecg import BRANCHES, ProtoECGNet
+from medcl.nets.protoecg import BRANCHES, ProtoECGNet, branch_probabilities, head_probabilities
 from medcl.pipelines.ecg import STAGES, ECGConfig
 from medcl.pipelines.ecg_project import Projector, assign_unique, sample_window
 from medcl.utils import atomic_write_path
@@ -91,20 +91,6 @@ def build_net(cfg: ECGConfig, groups: dict[str, list[int]], num_labels: int) -> 
     return ProtoECGNet(groups, num_labels, dict(m.per_class), width=m.width, layers=tuple(m.layers),
                        proto_dim=m.proto_dim, n_samples=n_samples, partial_length=m.partial_length,
                        pooling=m.pooling)
-
-
-def branch_probabilities(net: ProtoECGNet, out: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sigmoid of the branch logits placed into the fused label space ``(B, num_labels)``."""
-    ref = out["fused"]
-    full = ref.new_zeros(ref.shape)
-    for b in BRANCHES:
-        full = full.index_copy(1, net.label_index(b), out[f"{b}.logits"].to(ref.dtype))
-    return torch.sigmoid(full)
-
-
-def head_probabilities(net: ProtoECGNet, out: dict[str, torch.Tensor], head: str) -> torch.Tensor:
-    """Probabilities of the model's output head: ``"fusion"`` or ``"branches"``."""
-    return torch.sigmoid(out["fused"]) if head == "fusion" else branch_probabilities(net, out)
 
 
 class ECGModule(MedclModule):

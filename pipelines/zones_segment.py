@@ -22,7 +22,6 @@ flip.
 from __future__ import annotations
 
 import csv
-import math
 import os
 import sys
 import time
@@ -34,13 +33,20 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.inferers import sliding_window_inference
 from monai.transforms import CenterSpatialCropd, Compose, EnsureChannelFirstd
 from torch import nn
 
 from medcl.engine.device import autocast_dtype
 from medcl.engine.model_card import synthetic_warning
 from medcl.errors import MedclError
+from medcl.inferers.zones_window import (
+    DEFAULT_MAX_WINDOW,
+    DEFAULT_ROI_MM,
+    flip_tta_sliding_window,
+    native_roi,
+    voxel_spacing,
+    window_size,
+)
 from medcl.postprocess.volumes import ZONE_NAMES, zone_volumes
 from medcl.postprocess.zones import clean_zones
 from medcl.transforms.geometry import (
@@ -52,8 +58,6 @@ from medcl.transforms.geometry import (
 )
 from medcl.utils import atomic_write_path, ensure_output_dir, write_json
 
-DEFAULT_ROI_MM: tuple[float, float, float] = (80.0, 80.0, 120.0)
-DEFAULT_MAX_WINDOW: tuple[int, int, int] = (160, 160, 48)
 OUTPUT_SUFFIXES: tuple[str, ...] = (
     "_zones.nii.gz", "_uncertainty.nii.gz", "_volumes.json", "_sectors.nii.gz", "_sectors.json", "_qc.png"
 )
@@ -115,6 +119,17 @@ class ZonesSegmenter:
         kwargs.setdefault("channel", (ckpt.config.get("data") or {}).get("channel"))  # as trained
         return cls(net=net, device=pick_device(device), names=names, pixdim=pixdim, card=card, **kwargs)
 
+    @classmethod
+    def from_onnx(cls, folder: str | os.PathLike, **kwargs: Any) -> ZonesSegmenter:
+        """Wrap a ``medcl export --format onnx`` zones folder run by onnxruntime (on the CPU)."""
+        from medcl.export.onnx import OnnxModel, OnnxZonesNet
+
+        model = OnnxModel(folder, "zones")
+        pixdim = tuple((model.card.get("config", {}).get("data") or {}).get("pixdim") or DEFAULT_PIXDIM)
+        card = (model.card.get("extra") or {}).get("model_card") or {}
+        return cls(net=OnnxZonesNet(model), names=_zone_names(model.card.get("label_map")), pixdim=pixdim,
+                   card=card, **kwargs)
+
     @property
     def divisor(self) -> list[int]:
         """Per-axis size the network input must be divisible by."""
@@ -123,18 +138,11 @@ class ZonesSegmenter:
 
     def window(self, shape: Sequence[int]) -> tuple[int, ...]:
         """Sliding-window size: the ROI rounded up to the divisor, capped at ``max_window``."""
-        return tuple(
-            min(_round_up(w, d), _round_up(s, d)) for s, w, d in zip(shape, self.max_window, self.divisor)
-        )
+        return window_size(shape, self.max_window, self.divisor)
 
     def native_roi(self, affine: Any) -> list[int]:
         """ROI size in voxels of the RAS-reoriented input grid (``roi_mm`` over each axis's voxel size)."""
-        import nibabel as nib
-
-        ras_axis = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))[:, 0].astype(int)
-        roi = np.empty(3, dtype=np.int64)
-        roi[ras_axis] = np.ceil(np.asarray(self.roi_mm)[ras_axis] / voxel_spacing(affine))
-        return roi.tolist()
+        return native_roi(affine, self.roi_mm)
 
     def preprocessing(self, affine: Any) -> Compose:
         """Reorient, scale intensities, crop the centred ROI, resample it (invertible with ``Invertd``).
@@ -161,14 +169,10 @@ class ZonesSegmenter:
         un-flipped outputs.
         """
         x = x.to(self.device, torch.float32)
-        batch = torch.cat([x, x.flip(2)]) if self.tta else x
         dtype = autocast_dtype(self.device)
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            out = sliding_window_inference(
-                batch, self.window(x.shape[2:]), self.sw_batch_size, self._predict, overlap=self.overlap,
-                mode="gaussian",
-            ).float()
-        return 0.5 * (out[:1] + out[1:].flip(2)) if self.tta else out
+            return flip_tta_sliding_window(x, self._predict, self.window(x.shape[2:]), self.sw_batch_size,
+                                           self.overlap, self.tta)
 
     def predict(self, image: MetaTensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Zone probabilities ``(5, X, Y, Z)`` and uncertainty ``(X, Y, Z)`` on the grid of ``image``.
@@ -188,10 +192,6 @@ class ZonesSegmenter:
         probs = back.as_tensor()[:5].clamp_min(0.0)
         probs[0] = (1.0 - probs[1:].sum(0)).clamp_min(0.0)
         return probs, back.as_tensor()[5]
-
-
-def _round_up(value: int, divisor: int) -> int:
-    return int(math.ceil(value / divisor) * divisor)
 
 
 def _zone_names(label_map: Mapping | None) -> dict[int, str]:
@@ -215,11 +215,6 @@ def read_scan(
 
 
 # ----------------------------------------------------------------------------------- per case
-
-
-def voxel_spacing(affine: Any) -> np.ndarray:
-    """Voxel size in mm per array axis (column norms of the affine)."""
-    return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
 
 
 def case_names(inputs: Sequence[str | os.PathLike]) -> list[str]:
@@ -363,6 +358,7 @@ def segment(
     roi_mm: Sequence[float] = DEFAULT_ROI_MM,
     series: str | None = None,
     channel: int | Sequence[int] | None = None,
+    engine: str = "torch",
 ) -> list[dict]:
     """Segment the prostate zones of each input scan; one bad input is reported and skipped.
 
@@ -379,6 +375,7 @@ def segment(
         series: DICOM series UID or description for study folders holding several series.
         channel: channel of 4D images (MSD Task05: 0 T2, 1 ADC) or a list of them; default: as the
             checkpoint was trained (``data.channel``).
+        engine: ``"torch"``, or ``"onnxruntime"`` with ``checkpoint`` a ``medcl export --format onnx`` folder.
 
     Returns:
         One summary row per input (``status`` ``"ok"`` or ``"error"`` with the message); the
@@ -390,12 +387,15 @@ def segment(
     out = ensure_output_dir(out_dir, list(inputs))
     names = case_names(inputs)
     _refuse_overwrite(inputs, out, names)
+    settings = {"tta": tta, "sw_batch_size": sw_batch_size, "overlap": overlap, "roi_mm": tuple(roi_mm)}
     if isinstance(checkpoint, ZonesSegmenter):
         segmenter = checkpoint
+    elif engine == "onnxruntime":
+        segmenter = ZonesSegmenter.from_onnx(checkpoint, **settings)
+    elif engine != "torch":
+        raise MedclError(f"engine: {engine!r} is not one of ['torch', 'onnxruntime']")
     else:
-        segmenter = ZonesSegmenter.from_checkpoint(
-            checkpoint, device=device, tta=tta, sw_batch_size=sw_batch_size, overlap=overlap, roi_mm=tuple(roi_mm)
-        )
+        segmenter = ZonesSegmenter.from_checkpoint(checkpoint, device=device, **settings)
     segmenter.series = series if series is not None else segmenter.series
     segmenter.channel = channel if channel is not None else segmenter.channel
     if synthetic_warning(segmenter.card):

@@ -33,5 +33,6 @@ def test_wheel_contents(tmp_path: Path) -> None:
     assert not any(n.startswith("pipelines/") for n in names), "pipelines must not be a top-level package"
     assert any(n.startswith("medcl/resources/") and n.endswith(".csv") for n in names)
     assert any(n.startswith("medcl/explain/templates/") for n in names)
+    assert "medcl/export/bundle_template/scripts/zones_bundle.py" in names  # copied into zones bundles
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "medcl = medcl.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()

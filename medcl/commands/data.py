@@ -125,7 +125,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inspect_parser.add_argument("path", help="NIfTI/NRRD/MHA file, DICOM folder, or WFDB record (.hea)")
     inspect_parser.add_argument("--series", default=None, help="DICOM series UID or description")
     inspect_parser.add_argument("--json", action="store_true", help="print as JSON")
-    from medcl.data.layouts import LAYOUTS  # light: numpy and SimpleITK only
+    from medcl.data.layout_names import LAYOUTS  # light: no numpy/torch for --help
 
     dl = add_command(group, "datalist", "datalist JSON (k folds) from a public data set folder as distributed",
                      _datalist)

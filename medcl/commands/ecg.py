@@ -40,7 +40,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from medcl.pipelines.ecg import predict
 
-    res = predict(args.records, args.checkpoint, out_dir=args.out, batch_size=args.batch_size)
+    res = predict(args.records, args.checkpoint, out_dir=args.out, batch_size=args.batch_size, engine=args.engine)
     if args.out is None:
         print(json.dumps({k: v for k, v in res.items() if k != "errors"}, indent=1))
     for err in res["errors"]:
@@ -75,7 +75,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "predict", "71 SCP-statement probabilities, findings and their prototypes per record",
                     _predict)
     p.add_argument("records", nargs="+", metavar="RECORD_OR_FOLDER", help="WFDB records (.hea/.dat/.mat) or folders")
-    p.add_argument("--checkpoint", required=True, help="model.ckpt from `medcl ecg train`")
+    p.add_argument("--checkpoint", required=True,
+                   help="model.ckpt from `medcl ecg train`, a weights-only model.safetensors, or with "
+                        "--engine onnxruntime a `medcl export --format onnx` folder")
+    p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
+                   help="run the model in PyTorch (default) or onnxruntime (ONNX export folder)")
     p.add_argument("--out", help="folder for predictions.csv, predictions.json, errors.csv (else JSON on stdout)")
     p.add_argument("--batch-size", type=int, default=32, help="records per model pass (default 32)")
 

@@ -14,7 +14,7 @@ def _segment(args: argparse.Namespace) -> int:
     rows = segment(
         args.inputs, args.checkpoint, args.out, tta=not args.no_tta, device=args.device,
         sw_batch_size=args.sw_batch_size, overlap=args.overlap, roi_mm=args.roi_mm, series=args.series,
-        channel=parse_channel(args.channel),
+        channel=parse_channel(args.channel), engine=args.engine,
     )
     failed = [r for r in rows if r["status"] != "ok"]
     print(f"medcl: segmented {len(rows) - len(failed)} of {len(rows)} scans into {args.out}")
@@ -54,7 +54,11 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--series", default=None, help="DICOM series UID or description (study folders)")
     p.add_argument("--channel", default=None,
                    help="channel(s) of 4D images, e.g. 0 or 0,1 (default: as the model was trained)")
-    p.add_argument("--checkpoint", required=True, help="zones checkpoint (.ckpt) from `medcl zones train`")
+    p.add_argument("--checkpoint", required=True,
+                   help="zones checkpoint (.ckpt) from `medcl zones train`, a weights-only model.safetensors, "
+                        "or with --engine onnxruntime a `medcl export --format onnx` folder")
+    p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
+                   help="run the network in PyTorch (default) or onnxruntime (ONNX export folder)")
     p.add_argument("--out", required=True, help="output folder (not an input's folder)")
     p.add_argument("--device", default="auto", help="auto (GPU if present, else CPU), cpu, cuda, cuda:1")
     p.add_argument("--sw-batch-size", type=int, default=2, help="sliding windows per forward pass")

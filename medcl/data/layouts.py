@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from medcl.data.layout_names import LAYOUTS
 from medcl.data.zones_labels import LABEL_MAP, ZONE_NAMES
 from medcl.errors import MedclError
 
-LAYOUTS: tuple[str, ...] = ("nnunet", "msd", "prostate158", "picai", "prostatex", "folder")
 IMAGE_EXTS: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 #: label names of public data sets -> zone value
 ZONE_SYNONYMS: dict[str, int] = {

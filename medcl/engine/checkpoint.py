@@ -56,12 +56,19 @@ class CheckpointData:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def load_model_checkpoint(path: str | os.PathLike, family: str) -> CheckpointData:
-    """Load the exported model of a medcl checkpoint safely (``weights_only=True``).
+def load_model_checkpoint(path: str | os.PathLike, family: str | None) -> CheckpointData:
+    """Load the model of a medcl checkpoint safely (``weights_only=True``) or of a weights-only file.
+
+    ``path`` is a ``.ckpt`` or a ``model.safetensors`` written by ``medcl export --format weights``
+    (or its folder); see :mod:`medcl.engine.weights`. ``family=None`` accepts any medcl family.
 
     Raises:
         MedclError: missing/corrupt file, not a medcl checkpoint, or another family's checkpoint.
     """
+    from medcl.engine.weights import is_weights_path, load_weights
+
+    if is_weights_path(path):
+        return load_weights(path, family)
     path = Path(path)
     if not path.is_file():
         raise MedclError(f"{path}: checkpoint not found")
@@ -74,8 +81,8 @@ def load_model_checkpoint(path: str | os.PathLike, family: str) -> CheckpointDat
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise MedclError(f"{path}: not a medcl checkpoint (no 'medcl' entry)")
     found = payload.get("family")
-    if found != family:
-        raise MedclError(f"{path}: checkpoint is of family '{found}', expected '{family}'")
+    if found != family and (family is not None or found not in FAMILIES):
+        raise MedclError(f"{path}: checkpoint is of family '{found}', expected '{family or '/'.join(FAMILIES)}'")
     return CheckpointData(
         path=path,
         family=found,

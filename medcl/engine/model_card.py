@@ -9,12 +9,10 @@ flagged (:func:`synthetic_warning`) so that everything it writes can say so.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-__all__ = ["SYNTHETIC_ONLY", "dataset_summary", "format_card", "model_card", "read_card", "synthetic_warning"]
+__all__ = ["SYNTHETIC_ONLY", "dataset_summary", "format_card", "model_card", "synthetic_warning"]
 
 SYNTHETIC_ONLY = ("WARNING: model trained on synthetic data only; outputs on real scans are not validated "
                   "and not for clinical use")
@@ -63,25 +61,6 @@ def model_card(
 def synthetic_warning(card: Mapping[str, Any] | None) -> str:
     """:data:`SYNTHETIC_ONLY` for a card of a synthetic-only model, else ``""``."""
     return SYNTHETIC_ONLY if card and card.get("synthetic_only") else ""
-
-
-def read_card(path: str | os.PathLike) -> tuple[str, dict[str, Any] | None]:
-    """``(family, card or None)`` of any medcl checkpoint (safe load)."""
-    import torch
-
-    from medcl.errors import MedclError
-
-    path = Path(path)
-    if not path.is_file():
-        raise MedclError(f"{path}: checkpoint not found")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt, truncated or pickled code
-        raise MedclError(f"{path}: not a loadable checkpoint ({type(exc).__name__})") from None
-    payload = raw.get("medcl") if isinstance(raw, dict) else None
-    if not isinstance(payload, dict):
-        raise MedclError(f"{path}: not a medcl checkpoint (no 'medcl' entry)")
-    return str(payload.get("family")), (payload.get("extra") or {}).get("model_card")
 
 
 def format_card(card: Mapping[str, Any] | None) -> str:

@@ -25,7 +25,7 @@ from torch import nn
 
 from medcl.nets.prototype import GlobalPrototypes1D, PrototypeLayer, TemporalPrototypes2D
 
-__all__ = ["BRANCHES", "ProtoBranch", "ProtoECGNet", "build_branch"]
+__all__ = ["BRANCHES", "ProtoBranch", "ProtoECGNet", "branch_probabilities", "build_branch", "head_probabilities"]
 
 BRANCHES: tuple[str, ...] = ("rhythm", "morphology", "global")
 """Branch names, in the order their similarities are concatenated for fusion."""
@@ -189,3 +189,17 @@ class ProtoECGNet(nn.Module):
         sims = torch.cat([out[f"{b}.similarities"] for b in BRANCHES], dim=1)
         out["fused"] = self.fusion(sims)
         return out
+
+
+def branch_probabilities(net: ProtoECGNet, out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sigmoid of the branch logits placed into the fused label space ``(B, num_labels)``."""
+    ref = out["fused"]
+    full = ref.new_zeros(ref.shape)
+    for b in BRANCHES:
+        full = full.index_copy(1, net.label_index(b), out[f"{b}.logits"].to(ref.dtype))
+    return torch.sigmoid(full)
+
+
+def head_probabilities(net: ProtoECGNet, out: dict[str, torch.Tensor], head: str) -> torch.Tensor:
+    """Probabilities of the model's output head: ``"fusion"`` or ``"branches"``."""
+    return torch.sigmoid(out["fused"]) if head == "fusion" else branch_probabilities(net, out)

@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--records", type=int, default=2000, help="records for projection vs forward (default 2000)")
     parser.add_argument("--predict-records", type=int, default=128, help="synthetic records to predict (default 128)")
     parser.add_argument("--quick", action="store_true", help="small sizes (2 steps, 200 + 32 records)")
+    parser.add_argument("--skip-onnx", action="store_true", help="skip the onnxruntime vs eager comparison")
 
 
 def _branch(name: str):
@@ -139,6 +140,27 @@ def _predict_rate(n_records: int, workdir: Path) -> dict[str, float]:
             "records_per_s_without_load": n / max(wall - load_wall, 1e-9), "records_per_cpu_s": n / cpu}
 
 
+def _onnx_vs_eager(args: argparse.Namespace, repeats: int) -> dict[str, Any]:
+    """Full-size random ProtoECGNet (fusion head): onnxruntime vs eager on a batch of 32 records."""
+    if args.skip_onnx:
+        return {"skipped": True}
+    import torch
+
+    from medcl.data.ptbxl import packaged_statements
+    from medcl.export.onnx import ECGOutputsModel
+    from medcl.pipelines.bench.engines import onnx_vs_eager
+    from medcl.pipelines.ecg import ECGConfig
+    from medcl.pipelines.ecg_train import build_net, label_groups
+
+    cfg = ECGConfig()
+    labels = sorted(packaged_statements()["code"])
+    torch.manual_seed(0)
+    net = build_net(cfg, label_groups(labels), len(labels))
+    x = torch.randn(32, 12, cfg.data.n_samples or 10 * cfg.data.fs)
+    return onnx_vs_eager(ECGOutputsModel(net, "fusion"), x, "ecg", "ecg", ["probabilities", "similarities"],
+                         {"ecg": {0: "batch"}}, args.threads, repeats)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark; returns the JSON-able result."""
     import torch
@@ -161,6 +183,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "train_speedup_vs_reference": speedup,
         "projection": projection,
         "predict": pred,
+        "onnxruntime_vs_eager": _onnx_vs_eager(args, 2 if args.quick else 5),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "reference": REFERENCE,
         "targets": TARGETS,

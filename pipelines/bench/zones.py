@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed segment calls per setting (default 3)")
     parser.add_argument("--quick", action="store_true", help="one timed call per setting, no training benchmark")
     parser.add_argument("--skip-train", action="store_true", help="skip the training-throughput benchmark")
+    parser.add_argument("--skip-onnx", action="store_true", help="skip the onnxruntime vs eager comparison")
 
 
 def _default_scan() -> Path | None:
@@ -131,6 +132,24 @@ def _training(args: argparse.Namespace) -> dict[str, Any]:
     return bench_training_throughput(device="cpu")
 
 
+def _onnx_vs_eager(args: argparse.Namespace, ckpt: Path) -> dict[str, Any]:
+    """The network's patch model on the flip-TTA batch of one ProstateX window (2 x 1 x 160 x 160 x 20)."""
+    if args.skip_onnx:
+        return {"skipped": True}
+    import torch
+
+    from medcl.export.onnx import ZonesPatchModel
+    from medcl.pipelines.bench.engines import onnx_vs_eager
+    from medcl.pipelines.zones_segment import ZonesSegmenter
+
+    torch.set_num_threads(args.threads)
+    net = ZonesSegmenter.from_checkpoint(ckpt, device="cpu").net
+    x = torch.rand(2, 1, 160, 160, 20)
+    axes = {0: "batch", 2: "x", 3: "y", 4: "z"}
+    return onnx_vs_eager(ZonesPatchModel(net), x, "zones", "image", ["probabilities"], {"image": axes},
+                         args.threads, 1 if args.quick else 3)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark; returns the numbers (``medcl bench zones`` prints them as JSON)."""
     repeats = 1 if args.quick else args.repeats
@@ -142,6 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ckpt = Path(args.checkpoint) if args.checkpoint else _random_checkpoint(work / "random.ckpt")
         results = {name: _run_child(scan, ckpt, work / name, tta, args.threads, repeats)
                    for name, tta in (("tta", True), ("no_tta", False))}
+        engines = _onnx_vs_eager(args, ckpt)
     timed = results["tta"]
     return {
         "device": "cpu",
@@ -153,6 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "target": {"segment_s": TARGET_SECONDS, "peak_rss_mb": TARGET_RSS_MB},
         "meets_target": "error" not in timed
         and timed["segment_s_median"] <= TARGET_SECONDS and timed["peak_rss_mb"] <= TARGET_RSS_MB,
+        "onnxruntime_vs_eager": engines,
         "training": _training(args),
     }
 

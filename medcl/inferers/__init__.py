@@ -1,0 +1,1 @@
+"""Inference building blocks that any workflow (and the exported MONAI bundle) reuses."""
