@@ -33,7 +33,7 @@ from torch import nn
 from medcl.errors import MedclError
 from medcl.nets.prototype import GlobalPrototypes1D, PrototypeLayer, TemporalPrototypes2D
 
-__all__ = ["BRANCHES", "NORMALIZE", "ProtoBranch", "ProtoECGNet", "build_branch", "load_resnet18_2d",
+__all__ = ["BRANCHES", "NORMALIZE", "ProtoBranch", "ProtoECGNet", "build_branch", "load_resnet18_2d", "resnet_backbone",
            "zscore_leads"]
 
 NORMALIZE: tuple[str, ...] = ("none", "zscore")
@@ -42,7 +42,7 @@ BRANCHES: tuple[str, ...] = ("rhythm", "morphology", "global")
 """Branch names, in the order their similarities are concatenated for fusion."""
 
 
-def _resnet(spatial_dims: int, width: int, layers: Sequence[int], in_channels: int) -> ResNet:
+def resnet_backbone(spatial_dims: int, width: int, layers: Sequence[int], in_channels: int) -> ResNet:
     """MONAI basic-block ResNet without classifier head; ``width`` channels in the first stage."""
     return ResNet(
         block="basic",
@@ -83,7 +83,7 @@ class ResNet2DMap(nn.Module):
 
     def __init__(self, leads: int, width: int, layers: Sequence[int]) -> None:
         super().__init__()
-        self.net = _resnet(2, width, layers, 1)
+        self.net = resnet_backbone(2, width, layers, 1)
         self.net.conv1 = nn.Conv2d(1, width, kernel_size=(leads, 7), stride=(1, 2), padding=(0, 3), bias=False)
         self.out_channels = 8 * width
 
@@ -158,7 +158,7 @@ def build_branch(
 ) -> ProtoBranch:
     """Build one branch: ``"rhythm"`` (1D), ``"morphology"`` (partial 2D) or ``"global"`` (2D)."""
     if name == "rhythm":
-        backbone = _resnet(1, width, layers, leads)
+        backbone = resnet_backbone(1, width, layers, leads)
         add_stage_dropout(backbone.layer3, dropout)
         return ProtoBranch("1d", backbone, _add_on_1d(8 * width, proto_dim),
                            GlobalPrototypes1D(num_classes, per_class, proto_dim), normalize)

@@ -11,7 +11,7 @@ import torch
 
 from medcl.config import load_config
 from medcl.errors import MedclError
-from medcl.nets.protoecg import ProtoECGNet, _resnet, build_branch, load_resnet18_2d, zscore_leads
+from medcl.nets.protoecg import ProtoECGNet, build_branch, load_resnet18_2d, resnet_backbone, zscore_leads
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def test_dropout_after_layer3_only_in_training_and_keeps_state_keys():
 
 def test_init_2d_copies_a_resnet18_state_dict_except_conv1_and_fc(tmp_path):
     # a 3-channel 2D ResNet-18 with an fc has torchvision's resnet18 key layout and shapes
-    ref = _resnet(2, 64, (2, 2, 2, 2), 3).state_dict()
+    ref = resnet_backbone(2, 64, (2, 2, 2, 2), 3).state_dict()
     ref["fc.weight"], ref["fc.bias"] = torch.randn(1000, 512), torch.randn(1000)
     for k, v in ref.items():
         if v.is_floating_point():
