@@ -16,8 +16,8 @@ Data: ``../shared/data/ecg/ptbxl-real-subset/`` (414 real PTB-XL ECGs with their
    ``cinc2021-sample/`` (SNOMED ``# Dx:`` mapped to SCP), AUROC where a class has enough positives.
 5. Projection check: every projected prototype's source is a real training ECG of its class.
 
-Writes ``OUT/ecg_real.json`` (through ``medcl bench``) and ``OUT/checkpoints/ecg_real.ckpt``
-(usable by ``medcl ecg predict/report``). Without the shared data it returns ``{"skipped": why}``.
+Writes ``OUT/ecg_real.json`` (through ``medcl bench``), ``OUT/checkpoints/ecg_real.ckpt``
+(usable by ``medcl ecg predict/report/evaluate``) and the decoded-signal cache ``OUT/cache``. Without the shared data it returns ``{"skipped": why}``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra ECG config overrides")
 
 
-def _config(args: argparse.Namespace, data: Path, work: Path):
+def _config(args: argparse.Namespace, data: Path, out: Path):
     from medcl.config import load_config
     from medcl.pipelines.ecg import ECGConfig
 
@@ -75,7 +75,7 @@ def _config(args: argparse.Namespace, data: Path, work: Path):
                                    ("width", args.width)) if v is not None})
     repo_config = Path(__file__).resolve().parents[2] / "configs" / "ecg" / "protoecgnet.yaml"
     overrides = [
-        f"data.root={data}", f"data.cache_dir={work / 'cache'}", "data.normalize=zscore",
+        f"data.root={data}", f"data.cache_dir={out / 'cache'}", "data.normalize=zscore",
         f"data.folds={{train: {FOLDS['train']}, val: {FOLDS['val']}, test: {FOLDS['test']}}}",
         f"model.width={size['width']}", f"model.proto_dim={size['proto_dim']}",
         f"model.per_class={size['per_class']}", f"train.max_epochs={size['epochs']}",
@@ -144,14 +144,14 @@ def _probs(model, x, fused: bool):
     return torch.cat(outs).numpy()
 
 
-def _cross_source(folders: list[Path], proto, base, labels: list[str], cfg, work: Path,
+def _cross_source(folders: list[Path], proto, base, labels: list[str], cfg,
                   args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for folder in folders:
         if not folder.is_dir():
             result[folder.name] = {"skipped": f"{folder}: not found"}
             continue
-        x, y = _folder_arrays(folder, labels, cfg, work)
+        x, y = _folder_arrays(folder, labels, cfg)
         pos = {c: int(v) for c, v in zip(labels, y.sum(axis=0)) if v > 0}
         result[folder.name] = {"n_records": int(len(y)), "positives": pos, "units": "mV (not z-scored at source)",
                                "protoecgnet_fused": _score(y, _probs(proto, x, True), labels, args),
@@ -159,12 +159,12 @@ def _cross_source(folders: list[Path], proto, base, labels: list[str], cfg, work
     return result
 
 
-def _folder_arrays(folder: Path, labels: list[str], cfg, work: Path):
+def _folder_arrays(folder: Path, labels: list[str], cfg):
     from medcl.data.wfdb_folder import WFDBFolder
 
     d = cfg.data
     return WFDBFolder(folder, label_names=labels, fs=d.fs, n_samples=d.n_samples, highpass=d.highpass,
-                      cache_dir=work / "cache").arrays()
+                      cache_dir=cfg.data.cache_dir).arrays()
 
 
 def _targets(fused: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +198,7 @@ def _run(args: argparse.Namespace, data_root: Path, out: Path, work: Path) -> di
     from medcl.pipelines.ecg_train import load_data, load_model, predict_split
 
     t0 = time.perf_counter()
-    cfg, size = _config(args, data_root, work)
+    cfg, size = _config(args, data_root, out)
     timing: dict[str, float] = {}
     run_dir = work / "run"
     for stage in ("joint", "project", "fusion"):
@@ -229,7 +229,7 @@ def _run(args: argparse.Namespace, data_root: Path, out: Path, work: Path) -> di
     start = time.perf_counter()
     folders = ([Path(f) for f in args.cross_source] if args.cross_source is not None
                else [data_root.parent / "challenge-mix", data_root.parent / "cinc2021-sample"])
-    cross = _cross_source(folders, net, base, labels, cfg, work, args)
+    cross = _cross_source(folders, net, base, labels, cfg, args)
     timing["cross_source"] = time.perf_counter() - start
     timing["total"] = time.perf_counter() - t0
     fused = models["protoecgnet_fused"]["macro"]["full-fold"]["value"]

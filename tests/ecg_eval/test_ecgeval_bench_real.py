@@ -75,6 +75,18 @@ def test_bench_ecg_real_schema_and_sane_values(small_real, shared_data, tmp_path
     _, cfg, _, extra = load_model(ckpt)
     assert cfg.data.normalize == "zscore" and extra["head"] == "fusion"
     pred = predict([str(shared_data / "ecg" / "cinc2021-sample" / "HR06000")], ckpt)
+    # `medcl ecg evaluate` on the same checkpoint and folder agrees with the bench, estimator by estimator
+    for estimator in ("full-fold", "reference-batchwise", "ptbxl-benchmark"):
+        assert main(["ecg", "evaluate", "--checkpoint", str(ckpt), "--data", str(small_real), "--out",
+                     str(tmp_path / estimator), "--estimator", estimator, "--min-positives", "2",
+                     "--bootstrap", "20"]) == 0
+        ev = json.loads((tmp_path / estimator / "results.json").read_text())
+        assert ev["estimator"] == estimator and ev["fused"]["macro"]["value"] == pytest.approx(
+            models["protoecgnet_fused"]["macro"][estimator]["value"], abs=1e-6)
+        assert ev["branches"]["rhythm"]["source"] == "contribution"
+        assert ev["branches"]["rhythm"]["macro"]["value"] == pytest.approx(
+            models["protoecgnet_rhythm"]["from_fusion_contribution"]["macro"][estimator]["value"], abs=1e-6)
+    assert "branch contribution" in capsys.readouterr().out
     probs = pred["records"][0]["probabilities"]
     assert len(probs) == 71 and all(0 <= p <= 1 and not math.isnan(p) for p in probs.values())
 
