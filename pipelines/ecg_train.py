@@ -106,9 +106,9 @@ def init_2d_branches(net: ProtoECGNet, path: str) -> None:
 def branch_probabilities(net: ProtoECGNet, out: dict[str, torch.Tensor]) -> torch.Tensor:
     """Sigmoid of the branch logits placed into the fused label space ``(B, num_labels)``."""
     ref = out["fused"]
-    full = ref.new_zeros(ref.shape)
+    full = ref.new_zeros(ref.shape, dtype=torch.float64)  # fixed +1/-0.5 heads reach |logit| > 300
     for b in BRANCHES:
-        full = full.index_copy(1, net.label_index(b), out[f"{b}.logits"].to(ref.dtype))
+        full = full.index_copy(1, net.label_index(b), out[f"{b}.logits"].double())
     return torch.sigmoid(full)
 
 
@@ -119,19 +119,19 @@ def branch_contributions(net: ProtoECGNet, out: dict[str, torch.Tensor]) -> torc
     layer restricted to that branch's prototypes), i.e. what the fused model draws from the branch.
     """
     ref = out["fused"]
-    full = ref.new_zeros(ref.shape)
+    full = ref.new_zeros(ref.shape, dtype=torch.float64)
     offsets = net.prototype_offsets()
     for b in BRANCHES:
-        sims = out[f"{b}.similarities"].to(ref.dtype)
+        sims = out[f"{b}.similarities"].double()
         idx = net.label_index(b)
-        w = net.fusion.weight[idx, offsets[b] : offsets[b] + sims.shape[1]]
-        full = full.index_copy(1, idx, sims @ w.T + net.fusion.bias[idx])
+        w = net.fusion.weight[idx, offsets[b] : offsets[b] + sims.shape[1]].double()
+        full = full.index_copy(1, idx, sims @ w.T + net.fusion.bias[idx].double())
     return torch.sigmoid(full)
 
 
 def head_probabilities(net: ProtoECGNet, out: dict[str, torch.Tensor], head: str) -> torch.Tensor:
     """Probabilities of the model's output head: ``"fusion"`` or ``"branches"``."""
-    return torch.sigmoid(out["fused"]) if head == "fusion" else branch_probabilities(net, out)
+    return torch.sigmoid(out["fused"].double()) if head == "fusion" else branch_probabilities(net, out)
 
 
 class ECGModule(MedclModule):
@@ -231,7 +231,7 @@ class ECGModule(MedclModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch[0], batch[1]
         head = "fusion" if self.stage == "fusion" else "branches"
-        self._val.append((head_probabilities(self.net, self.net(x), head).float(), y.float()))
+        self._val.append((head_probabilities(self.net, self.net(x), head), y.double()))  # float64: no ties
 
     def on_validation_epoch_end(self) -> None:
         if not self._val:
@@ -475,8 +475,9 @@ def predict_split(net: ProtoECGNet, data: ECGData, split: str, head: str, batch_
     per_branch = branch_contributions if branch_source == "contribution" else branch_probabilities
     for x, _ in _loader(data.dataset(split), batch_size, 0):
         out = net(x.to(device))
-        heads.append(head_probabilities(net, out, head).float().cpu())
-        branches.append(per_branch(net, out).float().cpu())
+        # float64: sigmoid of float32 logits beyond about +-100 collapses to 0 or 1 and ties the ranks
+        heads.append(head_probabilities(net, out, head).double().cpu())
+        branches.append(per_branch(net, out).cpu())
     y = data.labels_of(split)
     probs = torch.cat(heads).numpy() if heads else np.zeros((0, len(data.labels)))
     if with_branches:

@@ -170,6 +170,18 @@ def test_branch_contributions_are_the_fusion_layer_restricted_to_the_branch():
         w, bias = net.fusion.weight, net.fusion.bias
         for label in GROUPS["morphology"]:
             expect = torch.sigmoid(sims @ w[label, 4:7] + bias[label])
-            assert torch.allclose(probs[:, label], expect, atol=1e-6)
+            assert torch.allclose(probs[:, label], expect.double(), atol=1e-6)
         expect = torch.sigmoid(out["global.similarities"] @ w[5, 7:10] + bias[5])
-        assert torch.allclose(probs[:, 5], expect, atol=1e-6)
+        assert torch.allclose(probs[:, 5], expect.double(), atol=1e-6)
+
+
+def test_branch_head_probabilities_keep_ranks_of_huge_logits():
+    """The fixed +1/-0.5 morphology heads give logits near -300: float32 sigmoid would tie them all at 0."""
+    from medcl.pipelines.ecg_train import branch_probabilities
+
+    net = ProtoECGNet(GROUPS, 6, {"rhythm": 1, "morphology": 1, "global": 1}, **TINY)
+    out = {"fused": torch.zeros(3, 6), "rhythm.logits": torch.zeros(3, 2), "global.logits": torch.zeros(3, 1),
+           "morphology.logits": torch.tensor([[-300.0, -250.0, 5.0], [-320.0, -240.0, 6.0], [-310.0, -260.0, 7.0]])}
+    probs = branch_probabilities(net, out)
+    assert torch.sigmoid(torch.tensor(-300.0)) == 0  # what float32 would give
+    assert probs[1, 2] < probs[2, 2] < probs[0, 2] and probs[1, 3] > probs[0, 3] > probs[2, 3] > 0
