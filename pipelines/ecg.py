@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from medcl.config import MedclModel, TrainConfig
 
@@ -33,6 +33,24 @@ STAGES = ("joint", "project", "classifier", "fusion")
 BRANCH_NAMES = ("rhythm", "morphology", "global")
 
 
+class ECGFolds(MedclModel):
+    """PTB-XL ``strat_fold`` numbers of each split (the benchmark's 1-8 / 9 / 10 by default)."""
+
+    train: list[int] = Field(default_factory=lambda: list(range(1, 9)), min_length=1)
+    val: list[int] = Field(default_factory=lambda: [9], min_length=1)
+    test: list[int] = Field(default_factory=lambda: [10], min_length=1)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> ECGFolds:
+        seen = [set(self.train), set(self.val), set(self.test)]
+        if seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2]:
+            raise ValueError("train, val and test folds must not overlap")
+        return self
+
+    def as_dict(self) -> dict[str, tuple[int, ...]]:
+        return {"train": tuple(self.train), "val": tuple(self.val), "test": tuple(self.test)}
+
+
 class ECGDataConfig(MedclModel):
     """Where the PTB-XL(-shaped) folder is and how records are decoded."""
 
@@ -42,6 +60,10 @@ class ECGDataConfig(MedclModel):
     highpass: float | None = Field(0.5, ge=0, description="High-pass cut-off in Hz (None: off).")
     cache_dir: str | None = None
     batch_size: int = Field(32, ge=1)
+    normalize: Literal["none", "zscore"] = Field(
+        "none", description="Per record and lead z-score inside the model (reference: none)."
+    )
+    folds: ECGFolds = Field(default_factory=ECGFolds)
 
 
 class ECGModelConfig(MedclModel):
@@ -55,6 +77,10 @@ class ECGModelConfig(MedclModel):
     )
     partial_length: int = Field(3, ge=1, description="Morphology prototype length in feature steps.")
     pooling: Literal["mean", "max"] = Field("mean", description="Window pooling (reference: mean).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after the third ResNet stage (reference: 0.35).")
+    init_2d: str | None = Field(
+        None, description="torchvision ResNet-18 state dict (.pth) to start the 2D branches from (conv1 re-created)."
+    )
 
 
 class ECGLossConfig(MedclModel):
@@ -74,8 +100,15 @@ class ECGOptimConfig(MedclModel):
 
     lr: float = Field(1e-4, gt=0, description="Joint stage learning rate.")
     head_lr: float = Field(1e-3, gt=0, description="Classifier / fusion stage learning rate.")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="Adam L2 weight decay (reference: 1.7e-4).")
     head_epochs: int = Field(10, ge=1, description="Epochs of the classifier or fusion stage.")
+    scheduler: Literal["none", "cosine"] = Field(
+        "none", description="cosine: CosineAnnealingLR with T_max = the stage's epochs (reference)."
+    )
+    early_stopping: Literal["joint", "per_branch"] = Field(
+        "joint", description="joint: one checkpoint by 71-label val AUROC; per_branch: each branch keeps its "
+        "best epoch by its own val AUROC and stops after train.early_stopping_patience (reference)."
+    )
 
 
 class ECGProjectConfig(MedclModel):

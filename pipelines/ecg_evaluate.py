@@ -1,10 +1,17 @@
-"""``medcl ecg evaluate``: whole-test-fold AUROC with bootstrap CIs, per branch and fused.
+"""``medcl ecg evaluate``: AUROC on the test fold by a chosen estimator, fused and per branch.
 
-The whole test fold (PTB-XL fold 10) is scored at once (no per-batch averaging, no subsets):
-macro and weighted AUROC with bootstrap 95% intervals, per-class AUROC, for the model's output
-head ("fused") and for each branch on its own labels. Classes without both outcomes in the test
-fold are excluded and counted. Per-class thresholds are chosen on the validation fold (max F1)
-and the thresholded F1 is reported on the test fold. Writes ``results.json`` and ``per_class.csv``.
+Estimators (:mod:`medcl.metrics.estimators`): ``full-fold`` (default: the whole test fold at once,
+bootstrap 95% interval), ``reference-batchwise`` (the ProtoECGNet reference's logged ``test_auc``:
+mean over batches of 32 of per-batch macro AUROC) and ``ptbxl-benchmark`` (Strodthoff et al. 2021:
+rejection-sampled bootstrap, 90% interval). Classes with fewer than ``min_positives`` positives
+(or no negative) in the test fold are excluded and listed.
+
+Branch AUROC comes from where the branch was trained: after a ``classifier`` stage from the
+branch heads; after ``fusion`` from the fused model's branch contribution (fusion weights times
+that branch's similarities), because the branch heads were never trained then; after ``joint``
+only from the fixed +1/-0.5 heads that joint training optimised against. Each branch entry says
+which (``"source"``). Per-class thresholds are chosen on the validation fold (max F1) and the
+thresholded F1 is reported on the test fold. Writes ``results.json`` and ``per_class.csv``.
 """
 
 from __future__ import annotations
@@ -16,11 +23,29 @@ from typing import Any
 
 import numpy as np
 
-from medcl.metrics.auroc import auroc_summary, best_f1_thresholds, f1_scores
+from medcl.metrics.auroc import best_f1_thresholds, f1_scores
+from medcl.metrics.estimators import estimate
 from medcl.nets.protoecg import BRANCHES
 from medcl.utils import atomic_write_path, write_json
 
-__all__ = ["evaluate"]
+__all__ = ["BRANCH_SOURCES", "branch_source", "evaluate"]
+
+BRANCH_SOURCES = {
+    "head": "the branch classifier heads (trained in the classifier stage)",
+    "contribution": "the fused model's branch contribution (fusion weights x this branch's similarities); "
+                    "the branch heads were not trained",
+    "fixed-head": "the fixed +1/-0.5 branch heads that the joint stage trained against",
+}
+
+
+def branch_source(extra: dict[str, Any]) -> str:
+    """Which scores stand for a branch: ``"head"``, ``"contribution"`` or ``"fixed-head"``."""
+    stages = extra.get("stages")
+    if stages is None:  # checkpoints written before stages were recorded
+        stages = ["fusion"] if extra.get("head") == "fusion" else []
+    if "classifier" in stages:
+        return "head"
+    return "contribution" if "fusion" in stages else "fixed-head"
 
 
 def _f1_block(y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray,
@@ -36,29 +61,37 @@ def _f1_block(y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: 
 
 
 def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, out_dir: str | os.PathLike,
-             n_boot: int = 1000, seed: int = 0, batch_size: int = 64) -> dict[str, Any]:
+             n_boot: int = 1000, seed: int = 0, batch_size: int = 64, estimator: str = "full-fold",
+             min_positives: int = 1) -> dict[str, Any]:
     """Evaluate an ``ecg`` checkpoint on ``data_root``'s test fold; returns the results dict."""
+    from medcl.data.ptbxl import PTBXL
+    from medcl.metrics.estimators import ESTIMATORS
     from medcl.pipelines.ecg_train import ECGData, label_groups, load_model, predict_split
 
-    net, cfg, labels, extra = load_model(checkpoint)
-    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": str(data_root)})})
-    from medcl.data.ptbxl import PTBXL
+    if estimator not in ESTIMATORS:
+        from medcl.errors import MedclError
 
+        raise MedclError(f"--estimator: unknown value {estimator!r}; expected one of {', '.join(ESTIMATORS)}")
+    net, cfg, labels, extra = load_model(checkpoint)
     d = cfg.data
-    ptbxl = PTBXL(d.root, fs=d.fs, label_set="all", n_samples=d.n_samples, highpass=d.highpass,
-                  cache_dir=d.cache_dir)
+    ptbxl = PTBXL(data_root, fs=d.fs, label_set="all", n_samples=d.n_samples, highpass=d.highpass,
+                  cache_dir=d.cache_dir, folds=d.folds.as_dict())
     data = ECGData(ptbxl, labels, label_groups(labels))
-    head = extra.get("head", "branches")
-    p_test, b_test, y_test = predict_split(net, data, "test", head, batch_size, with_branches=True)
-    p_val, _, y_val = predict_split(net, data, "val", head, batch_size, with_branches=True)
+    head, source = extra.get("head", "branches"), branch_source(extra)
+    p_test, b_test, y_test = predict_split(net, data, "test", head, batch_size, with_branches=True,
+                                           branch_source="head" if source != "contribution" else source)
+    p_val, y_val = predict_split(net, data, "val", head, batch_size)
+    opts = {"estimator": estimator, "min_positives": min_positives, "n_boot": n_boot, "seed": seed}
     results: dict[str, Any] = {"checkpoint": str(checkpoint), "data_root": str(data_root), "head": head,
-                               "fused": auroc_summary(y_test, p_test, labels, n_boot=n_boot, seed=seed)}
+                               "estimator": estimator, "min_positives": min_positives,
+                               "normalize": d.normalize, "fused": estimate(y_test, p_test, labels, **opts)}
     results["fused"].update(_f1_block(y_val, p_val, y_test, p_test, labels))
+    results["branch_source"] = BRANCH_SOURCES[source]
     results["branches"] = {}
     for b in BRANCHES:
         idx = data.groups[b]
-        names = [labels[i] for i in idx]
-        results["branches"][b] = auroc_summary(y_test[:, idx], b_test[:, idx], names, n_boot=n_boot, seed=seed)
+        res = estimate(y_test[:, idx], b_test[:, idx], [labels[i] for i in idx], **opts)
+        results["branches"][b] = {**res, "source": source}
     out = Path(out_dir)
     write_json(out / "results.json", results)
     _write_per_class(out / "per_class.csv", results, labels, y_test)

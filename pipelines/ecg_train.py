@@ -27,8 +27,15 @@ from medcl.engine import (
 from medcl.errors import MedclError
 from medcl.losses.prototype import MaskedL1Loss, PrototypeLoss, jaccard_matrix, positive_weights
 from medcl.metrics.auroc import auroc, best_f1_thresholds
-from medcl.nets.protoecg import BRANCHES, ProtoECGNet, branch_probabilities, head_probabilities
+from medcl.nets.protoecg import (
+    BRANCHES,
+    ProtoECGNet,
+    branch_contributions,
+    branch_probabilities,
+    head_probabilities,
+)
 from medcl.pipelines.ecg import STAGES, ECGConfig
+from medcl.pipelines.ecg_branch_stop import BranchEarlyStopping
 from medcl.pipelines.ecg_project import Projector, assign_unique, sample_window
 from medcl.utils import atomic_write_path
 
@@ -80,7 +87,7 @@ def load_data(cfg: ECGConfig) -> ECGData:
     """Open ``cfg.data.root`` as PTB-XL with the 71 ``all`` labels."""
     d = cfg.data
     ptbxl = PTBXL(d.root, fs=d.fs, label_set="all", n_samples=d.n_samples, highpass=d.highpass,
-                  cache_dir=d.cache_dir, workers=cfg.train.num_workers or None)
+                  cache_dir=d.cache_dir, workers=cfg.train.num_workers or None, folds=d.folds.as_dict())
     return ECGData(ptbxl, list(ptbxl.labels), label_groups(list(ptbxl.labels)))
 
 
@@ -90,7 +97,16 @@ def build_net(cfg: ECGConfig, groups: dict[str, list[int]], num_labels: int) -> 
     n_samples = cfg.data.n_samples or 10 * cfg.data.fs
     return ProtoECGNet(groups, num_labels, dict(m.per_class), width=m.width, layers=tuple(m.layers),
                        proto_dim=m.proto_dim, n_samples=n_samples, partial_length=m.partial_length,
-                       pooling=m.pooling)
+                       pooling=m.pooling, dropout=m.dropout, normalize=cfg.data.normalize)
+
+
+def init_2d_branches(net: ProtoECGNet, path: str) -> None:
+    """Start both 2D branches from a torchvision ResNet-18 state dict (``model.init_2d``)."""
+    from medcl.nets.protoecg import load_resnet18_2d
+
+    for b in ("morphology", "global"):
+        copied = load_resnet18_2d(net.branches[b].backbone, path)
+    log.info("2D branches initialised from %s (%d tensors each; conv1 and fc not copied)", path, len(copied))
 
 
 class ECGModule(MedclModule):
@@ -190,7 +206,7 @@ class ECGModule(MedclModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch[0], batch[1]
         head = "fusion" if self.stage == "fusion" else "branches"
-        self._val.append((head_probabilities(self.net, self.net(x), head).float(), y.float()))
+        self._val.append((head_probabilities(self.net, self.net(x), head), y.double()))  # float64: no ties
 
     def on_validation_epoch_end(self) -> None:
         if not self._val:
@@ -202,11 +218,22 @@ class ECGModule(MedclModule):
         aucs = auroc(y.cpu().numpy(), probs.cpu().numpy())
         value = float(np.nanmean(aucs)) if np.isfinite(aucs).any() else 0.5
         self.log("val_auroc", value, prog_bar=True, sync_dist=False)
+        if self.stage != "fusion":  # each branch on its own labels (per-branch early stopping)
+            for b in BRANCHES:
+                sub = aucs[self.net.label_index(b).cpu().numpy()]
+                self.log(f"val_auroc_{b}", float(np.nanmean(sub)) if np.isfinite(sub).any() else 0.5, sync_dist=False)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def stage_epochs(self) -> int:
+        return self.cfg.train.max_epochs if self.stage == "joint" else self.cfg.optim.head_epochs
+
+    def configure_optimizers(self):
         o = self.cfg.optim
         lr = o.lr if self.stage == "joint" else o.head_lr
-        return torch.optim.Adam(self._trainable(), lr=lr, weight_decay=o.weight_decay)
+        opt = torch.optim.Adam(self._trainable(), lr=lr, weight_decay=o.weight_decay)
+        if o.scheduler == "none":
+            return opt
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.stage_epochs())
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
 # ----------------------------------------------------------------------------------- checkpoints
@@ -357,9 +384,13 @@ def _provenance(layer, sample, window, score, data: ECGData, cfg: ECGConfig, fea
 def _fit_stage(stage: str, cfg: ECGConfig, data: ECGData, net: ProtoECGNet, extra: dict[str, Any],
                stage_dir: Path, resume: str | os.PathLike | None) -> ProtoECGNet:
     module = ECGModule(net, cfg, stage, data.labels, data.labels_of("train"), extra)
-    epochs = cfg.train.max_epochs if stage == "joint" else cfg.optim.head_epochs
-    trainer = build_trainer(cfg.train.model_copy(update={"max_epochs": epochs}), stage_dir,
-                            monitor="val_auroc", mode="max")
+    per_branch = cfg.optim.early_stopping == "per_branch" and stage != "fusion"
+    stopper = BranchEarlyStopping(BRANCHES, cfg.train.early_stopping_patience) if per_branch else None
+    update: dict[str, Any] = {"max_epochs": module.stage_epochs()}
+    if per_branch:
+        update["early_stopping_patience"] = None  # the branches stop one by one instead
+    trainer = build_trainer(cfg.train.model_copy(update=update), stage_dir, monitor="val_auroc", mode="max",
+                            extra_callbacks=[stopper] if stopper else [])
     bs, nw = cfg.data.batch_size, cfg.train.num_workers
     last = stage_dir / "checkpoints" / "last.ckpt"
     resume = resume if resume is not None else (last if last.is_file() else None)
@@ -367,7 +398,10 @@ def _fit_stage(stage: str, cfg: ECGConfig, data: ECGData, net: ProtoECGNet, extr
     fit(trainer, module, resume=resume, train_dataloaders=_loader(data.dataset("train"), bs, nw, shuffle=True),
         val_dataloaders=_loader(data.dataset("val"), bs, nw))
     best = checkpoint_path(stage_dir, "best")
-    if best.is_file():
+    if stopper is not None:
+        stopper.restore(net)
+        extra.setdefault("early_stopping", {})[stage] = stopper.summary()
+    elif best.is_file():
         load_state_into(net, load_model_checkpoint(best, "ecg"))
     return net
 
@@ -404,15 +438,21 @@ def set_thresholds(net: ProtoECGNet, data: ECGData, head: str, batch_size: int) 
 
 @torch.no_grad()
 def predict_split(net: ProtoECGNet, data: ECGData, split: str, head: str, batch_size: int,
-                  with_branches: bool = False):
-    """Probabilities ``(N, num_labels)`` of a split (and, optionally, of the branch head) plus labels."""
+                  with_branches: bool = False, branch_source: str = "head"):
+    """Probabilities ``(N, num_labels)`` of a split (and, optionally, per branch) plus labels.
+
+    ``branch_source``: ``"head"`` (the branch classifiers) or ``"contribution"``
+    (:func:`branch_contributions` of the fusion layer).
+    """
     device = next(net.parameters()).device
     net.eval()
     heads, branches = [], []
+    per_branch = branch_contributions if branch_source == "contribution" else branch_probabilities
     for x, _ in _loader(data.dataset(split), batch_size, 0):
         out = net(x.to(device))
-        heads.append(head_probabilities(net, out, head).float().cpu())
-        branches.append(branch_probabilities(net, out).float().cpu())
+        # float64: sigmoid of float32 logits beyond about +-100 collapses to 0 or 1 and ties the ranks
+        heads.append(head_probabilities(net, out, head).double().cpu())
+        branches.append(per_branch(net, out).cpu())
     y = data.labels_of(split)
     probs = torch.cat(heads).numpy() if heads else np.zeros((0, len(data.labels)))
     if with_branches:
@@ -445,7 +485,9 @@ def run_stages(cfg: ECGConfig, out_dir: str | os.PathLike, stages: tuple[str, ..
     data = load_data(cfg)
     _warn_empty_classes(data)
     net = build_net(cfg, data.groups, len(data.labels))
-    extra: dict[str, Any] = {"head": "branches"}
+    if cfg.model.init_2d and stages[0] == "joint":
+        init_2d_branches(net, cfg.model.init_2d)
+    extra: dict[str, Any] = {"head": "branches", "stages": []}
     start = _start_point(stages, out, resume)
     if start is not None:
         net, _, _, extra = load_model(start)
@@ -461,6 +503,7 @@ def run_stages(cfg: ECGConfig, out_dir: str | os.PathLike, stages: tuple[str, ..
         else:
             net = _fit_stage(stage, cfg, data, net, extra, out / stage, resume if i == 0 else None)
             extra["head"] = "fusion" if stage == "fusion" else ("branches" if stage == "classifier" else extra["head"])
+        extra["stages"] = [*extra.get("stages", []), stage]
         if _is_main():
             save_model(final, net, cfg, data.labels, extra)
     extra["thresholds"] = set_thresholds(net.to(_device()), data, extra["head"], cfg.data.batch_size)

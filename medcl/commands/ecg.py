@@ -25,16 +25,28 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from medcl.pipelines.ecg import evaluate
 
-    res = evaluate(args.checkpoint, args.data, args.out, n_boot=args.bootstrap, seed=args.seed)
+    res = evaluate(args.checkpoint, args.data, args.out, n_boot=args.bootstrap, seed=args.seed,
+                   estimator=args.estimator, min_positives=args.min_positives)
     fused = res["fused"]
-    print(f"fused ({res['head']}): macro AUROC {fused['macro']['value']:.4f} {fused['macro']['ci']}, "
-          f"weighted {fused['weighted']['value']:.4f}; {fused['n_classes_used']} classes "
-          f"({len(fused['excluded'])} without both outcomes excluded)")
+    print(f"estimator {res['estimator']}, classes with >= {res['min_positives']} positives")
+    print(f"fused ({res['head']}): macro AUROC {_fmt(fused['macro'])}; {fused['n_classes_used']} classes "
+          f"({len(fused['excluded'])} excluded)")
+    print(f"branches, from {res['branch_source']}:")
     for b, r in res["branches"].items():
-        value = r["macro"]["value"]
-        print(f"{b}: macro AUROC {'n/a' if value is None else f'{value:.4f}'} {r['macro']['ci']}")
+        print(f"  {b}: macro AUROC {_fmt(r['macro'])}")
     print(f"medcl: results in {args.out}/results.json and per_class.csv")
     return 0
+
+
+def _fmt(macro: dict) -> str:
+    value = macro.get("value")
+    text = "n/a" if value is None else f"{value:.4f}"
+    ci = macro.get("ci")
+    if ci and None not in ci:
+        text += f" ({int(round(100 * macro.get('level', 0.95)))}% CI {ci[0]:.4f}-{ci[1]:.4f})"
+    if "n_batches" in macro:
+        text += f" (mean over {macro['n_batches'] - macro['n_batches_skipped']} batches of {macro['batch_size']})"
+    return text
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -69,6 +81,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder for results.json and per_class.csv")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--estimator", default="full-fold", choices=["full-fold", "reference-batchwise", "ptbxl-benchmark"],
+                   help="full-fold (default: whole test fold, bootstrap 95%% CI); reference-batchwise (the "
+                        "ProtoECGNet reference's logged test_auc: mean of per-batch macro AUROC, batches of 32); "
+                        "ptbxl-benchmark (rejection-sampled bootstrap, 90%% CI)")
+    p.add_argument("--min-positives", type=int, default=1,
+                   help="score only classes with at least this many positives in the test fold (default 1)")
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:

@@ -152,6 +152,8 @@ class PTBXL(CachedECGSet):
         cache_dir: where the decoded cache lives (default ``$MEDCL_CACHE_DIR`` or ``~/.cache``).
         min_likelihood: count a code only at or above this likelihood (default: presence).
         workers: decoding processes for the first build.
+        folds: ``{"train": (...), "val": (...), "test": (...)}`` strat_fold numbers of each split
+            (default :data:`SPLITS`: 1-8 / 9 / 10).
 
     Example:
         >>> data = PTBXL("ptbxl/", fs=100, label_set="all")  # doctest: +SKIP
@@ -169,6 +171,7 @@ class PTBXL(CachedECGSet):
         cache_dir: str | Path | None = None,
         min_likelihood: float | None = None,
         workers: int | None = None,
+        folds: dict[str, tuple[int, ...]] | None = None,
     ) -> None:
         if fs not in (100, 500):
             raise MedclError(f"fs: PTB-XL has 100 Hz and 500 Hz files, got {fs}")
@@ -180,6 +183,7 @@ class PTBXL(CachedECGSet):
         self.labels = label_names(label_set, self.statements)
         self.params = DecodeParams(fs=fs, n_samples=n_samples or 10 * fs, highpass=highpass)
         self.cache_dir, self.workers = cache_dir, workers
+        self.splits = {k: tuple(v) for k, v in (folds or SPLITS).items()}
         self.cache_name = f"ptbxl-{fs}hz"
         column = "filename_lr" if fs == 100 else "filename_hr"
         self.record_paths = [self.root / f for f in self.database[column]]
@@ -197,12 +201,12 @@ class PTBXL(CachedECGSet):
         return self.database.strat_fold.to_numpy()
 
     def split_indices(self, split: Split) -> np.ndarray:
-        """Row indices of ``split`` (train = folds 1-8, val = 9, test = 10, all = every row)."""
+        """Row indices of ``split`` (default train = folds 1-8, val = 9, test = 10; all = every row)."""
         if split == "all":
             return np.arange(len(self))
-        if split not in SPLITS:
+        if split not in self.splits:
             raise MedclError(f"split: unknown value {split!r}; expected train, val, test or all")
-        return np.flatnonzero(np.isin(self.folds, SPLITS[split]))
+        return np.flatnonzero(np.isin(self.folds, self.splits[split]))
 
     def arrays(self, split: Split = "all") -> tuple[np.ndarray, np.ndarray]:
         """In-memory ``(x (n, 12, T) float32 mV, y (n, C) float32)`` of ``split``."""

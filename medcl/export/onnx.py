@@ -58,7 +58,7 @@ class ECGOutputsModel(nn.Module):
 
         out = self.net(ecg)
         sims = torch.cat([out[f"{b}.similarities"] for b in BRANCHES], dim=1)
-        return head_probabilities(self.net, out, self.head), sims
+        return head_probabilities(self.net, out, self.head, torch.float32), sims
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -12,6 +12,12 @@ layers [2, 2, 2, 2] = ResNet-18), no pretrained weights:
 - global: same 2D backbone, prototypes spanning the whole feature map.
 
 Fusion is a linear layer (with bias) over the concatenated similarities of the three branches.
+
+Options of the published runs: dropout after the third ResNet stage (0.35 in the reference's
+commands), input z-scoring per record and lead (``normalize="zscore"``, done inside
+:meth:`ProtoBranch.features` so that training, projection, predict, report and attribution all
+see the same input), and 2D branches initialised from a torchvision ResNet-18 state dict
+(:func:`load_resnet18_2d`).
 """
 
 from __future__ import annotations
@@ -20,18 +26,24 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from monai.networks.nets import ResNet
 from torch import nn
 
+from medcl.errors import MedclError
 from medcl.nets.prototype import GlobalPrototypes1D, PrototypeLayer, TemporalPrototypes2D
 
-__all__ = ["BRANCHES", "ProtoBranch", "ProtoECGNet", "branch_probabilities", "build_branch", "head_probabilities"]
+__all__ = ["BRANCHES", "NORMALIZE", "ProtoBranch", "ProtoECGNet", "branch_contributions", "branch_probabilities", "build_branch",
+           "head_probabilities", "load_resnet18_2d", "resnet_backbone",
+           "zscore_leads"]
+
+NORMALIZE: tuple[str, ...] = ("none", "zscore")
 
 BRANCHES: tuple[str, ...] = ("rhythm", "morphology", "global")
 """Branch names, in the order their similarities are concatenated for fusion."""
 
 
-def _resnet(spatial_dims: int, width: int, layers: Sequence[int], in_channels: int) -> ResNet:
+def resnet_backbone(spatial_dims: int, width: int, layers: Sequence[int], in_channels: int) -> ResNet:
     """MONAI basic-block ResNet without classifier head; ``width`` channels in the first stage."""
     return ResNet(
         block="basic",
@@ -45,6 +57,22 @@ def _resnet(spatial_dims: int, width: int, layers: Sequence[int], in_channels: i
     )
 
 
+def zscore_leads(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Z-score each lead of each record over time: ``(x - mean) / std`` along the last axis.
+
+    A flat lead (std below ``eps``) becomes zeros instead of dividing by ~0.
+    """
+    mean = x.mean(dim=-1, keepdim=True)
+    std = x.std(dim=-1, keepdim=True, unbiased=False)
+    return (x - mean) / std.clamp(min=eps)
+
+
+def add_stage_dropout(stage: nn.Module, p: float) -> None:
+    """Dropout on the output of a ResNet stage (a forward hook, so state-dict keys do not change)."""
+    if p > 0:
+        stage.register_forward_hook(lambda mod, _inp, out: F.dropout(out, p, mod.training))
+
+
 class ResNet2DMap(nn.Module):
     """2D ResNet returning the ``(B, 8w, 1, T')`` feature map; the first conv spans all leads.
 
@@ -56,7 +84,7 @@ class ResNet2DMap(nn.Module):
 
     def __init__(self, leads: int, width: int, layers: Sequence[int]) -> None:
         super().__init__()
-        self.net = _resnet(2, width, layers, 1)
+        self.net = resnet_backbone(2, width, layers, 1)
         self.net.conv1 = nn.Conv2d(1, width, kernel_size=(leads, 7), stride=(1, 2), padding=(0, 3), bias=False)
         self.out_channels = 8 * width
 
@@ -86,15 +114,21 @@ class ProtoBranch(nn.Module):
     :meth:`features` gives the add-on output that prototypes live in (used by projection).
     """
 
-    def __init__(self, kind: Literal["1d", "2d"], backbone: nn.Module, add_on: nn.Module, prototypes: PrototypeLayer):
+    def __init__(self, kind: Literal["1d", "2d"], backbone: nn.Module, add_on: nn.Module, prototypes: PrototypeLayer,
+                 normalize: str = "none"):
         super().__init__()
+        if normalize not in NORMALIZE:
+            raise ValueError(f"normalize: {normalize!r} is not one of {NORMALIZE}")
         self.kind = kind
+        self.normalize = normalize
         self.backbone = backbone
         self.add_on = add_on
         self.prototypes = prototypes
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Latent features: ``(B, D)`` for the 1D branch, ``(B, D, 1, T')`` for 2D branches."""
+        if self.normalize == "zscore":
+            x = zscore_leads(x)
         if self.kind == "2d":
             x = x.unsqueeze(1)
         return self.add_on(self.backbone(x))
@@ -120,18 +154,49 @@ def build_branch(
     proto_dim: int = 512,
     partial_length: int = 3,
     pooling: Literal["mean", "max"] = "mean",
+    dropout: float = 0.0,
+    normalize: str = "none",
 ) -> ProtoBranch:
     """Build one branch: ``"rhythm"`` (1D), ``"morphology"`` (partial 2D) or ``"global"`` (2D)."""
     if name == "rhythm":
-        backbone = _resnet(1, width, layers, leads)
+        backbone = resnet_backbone(1, width, layers, leads)
+        add_stage_dropout(backbone.layer3, dropout)
         return ProtoBranch("1d", backbone, _add_on_1d(8 * width, proto_dim),
-                           GlobalPrototypes1D(num_classes, per_class, proto_dim))
+                           GlobalPrototypes1D(num_classes, per_class, proto_dim), normalize)
     if name not in ("morphology", "global"):
         raise ValueError(f"unknown branch {name!r}; expected one of {BRANCHES}")
     backbone = ResNet2DMap(leads, width, layers)
     length = partial_length if name == "morphology" else _feature_length(backbone, leads, n_samples)
+    add_stage_dropout(backbone.net.layer3, dropout)
     layer = TemporalPrototypes2D(num_classes, per_class, proto_dim, length, pooling=pooling)
-    return ProtoBranch("2d", backbone, _add_on_2d(8 * width, proto_dim), layer)
+    return ProtoBranch("2d", backbone, _add_on_2d(8 * width, proto_dim), layer, normalize)
+
+
+def load_resnet18_2d(backbone: ResNet2DMap, path: str) -> list[str]:
+    """Copy a torchvision ResNet-18 state dict (``resnet18().state_dict()`` saved with ``torch.save``)
+    into a 2D branch backbone, as the reference does with ImageNet weights: every layer except
+    ``conv1`` (re-created to span the 12 leads) and ``fc``. Returns the copied keys.
+
+    Raises:
+        MedclError: the file is missing/unreadable, or its shapes do not fit (needs ``width=64``,
+            ``layers=[2, 2, 2, 2]``).
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise MedclError(f"{path}: cannot read a ResNet-18 state dict ({exc.__class__.__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    target = backbone.net.state_dict()
+    keep = {k: v for k, v in state.items() if not k.startswith(("conv1.", "fc.")) and k in target}
+    wrong = [k for k, v in keep.items() if tuple(v.shape) != tuple(target[k].shape)]
+    missing = [k for k in target if not k.startswith("conv1.") and k not in keep]
+    if wrong or missing:
+        bad = (wrong or missing)[:3]
+        raise MedclError(f"{path}: not a torchvision ResNet-18 state dict for model.width=64, layers=[2,2,2,2] "
+                         f"({'shape mismatch' if wrong else 'missing'}: {', '.join(bad)})")
+    backbone.net.load_state_dict(keep, strict=False)
+    return sorted(keep)
 
 
 class ProtoECGNet(nn.Module):
@@ -191,15 +256,39 @@ class ProtoECGNet(nn.Module):
         return out
 
 
-def branch_probabilities(net: ProtoECGNet, out: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sigmoid of the branch logits placed into the fused label space ``(B, num_labels)``."""
+def branch_probabilities(
+    net: ProtoECGNet, out: dict[str, torch.Tensor], dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """Sigmoid of the branch logits placed into the fused label space ``(B, num_labels)``.
+
+    float64 by default: the fixed +1/-0.5 heads reach ``|logit| > 300``, where float32 sigmoids tie.
+    """
     ref = out["fused"]
-    full = ref.new_zeros(ref.shape)
+    full = ref.new_zeros(ref.shape, dtype=dtype)
     for b in BRANCHES:
-        full = full.index_copy(1, net.label_index(b), out[f"{b}.logits"].to(ref.dtype))
+        full = full.index_copy(1, net.label_index(b), out[f"{b}.logits"].to(dtype))
     return torch.sigmoid(full)
 
 
-def head_probabilities(net: ProtoECGNet, out: dict[str, torch.Tensor], head: str) -> torch.Tensor:
-    """Probabilities of the model's output head: ``"fusion"`` or ``"branches"``."""
-    return torch.sigmoid(out["fused"]) if head == "fusion" else branch_probabilities(net, out)
+def branch_contributions(net: ProtoECGNet, out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each branch's share of the fused logits on its own labels, as probabilities ``(B, num_labels)``.
+
+    For a label of branch ``b``: ``sigmoid(W[label, protos_b] @ sims_b + bias[label])`` (the fusion
+    layer restricted to that branch's prototypes), i.e. what the fused model draws from the branch.
+    """
+    ref = out["fused"]
+    full = ref.new_zeros(ref.shape, dtype=torch.float64)
+    offsets = net.prototype_offsets()
+    for b in BRANCHES:
+        sims = out[f"{b}.similarities"].double()
+        idx = net.label_index(b)
+        w = net.fusion.weight[idx, offsets[b] : offsets[b] + sims.shape[1]].double()
+        full = full.index_copy(1, idx, sims @ w.T + net.fusion.bias[idx].double())
+    return torch.sigmoid(full)
+
+
+def head_probabilities(
+    net: ProtoECGNet, out: dict[str, torch.Tensor], head: str, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """Probabilities of the model's output head: ``"fusion"`` or ``"branches"`` (in ``dtype``)."""
+    return torch.sigmoid(out["fused"].to(dtype)) if head == "fusion" else branch_probabilities(net, out, dtype)
