@@ -1,4 +1,4 @@
-"""``medcl ecg predict``: any WFDB records -> 71 probabilities, findings and their prototypes.
+"""``medcl ecg predict``: ECG records of any supported format -> 71 probabilities, findings and their prototypes.
 
 Records are read in parallel threads (:func:`medcl.io.ecg.read_ecg`: any rate, lead order, .dat or
 .mat; resampled to the model's rate, high-passed, cropped/padded to its length), batched through
@@ -30,9 +30,9 @@ __all__ = ["contribution_weights", "predict"]
 TOP_PROTOTYPES = 3
 
 
-def _read(path: str, fs: int, n_samples: int, highpass: float | None) -> ECGRecord | str:
+def _read(path: str, fs: int, n_samples: int, highpass: float | None, source: dict) -> ECGRecord | str:
     try:
-        return read_ecg(path, fs=fs, n_samples=n_samples, highpass=highpass)
+        return read_ecg(path, fs=fs, n_samples=n_samples, highpass=highpass, **source)
     except MedclError as exc:
         return str(exc)
     except Exception as exc:  # unreadable file: reported per record, the batch goes on
@@ -137,8 +137,12 @@ class _Predictor:
 
 
 def predict(records: list[str | os.PathLike], checkpoint: str | os.PathLike,
-            out_dir: str | os.PathLike | None = None, batch_size: int = 32) -> dict:
+            out_dir: str | os.PathLike | None = None, batch_size: int = 32,
+            source_fs: float | None = None, source_leads: list[str] | None = None) -> dict:
     """Predict every record; return the ``predictions.json`` dict (and write outputs to ``out_dir``).
+
+    ``records`` may be any format :func:`medcl.io.ecg.read_ecg` reads; ``source_fs``/``source_leads``
+    describe ``.npy``/``.csv`` arrays.
 
     Records are read one batch ahead in a background thread while the model runs on the current
     batch (the convolutions release the GIL), so reading costs little extra wall time.
@@ -153,7 +157,8 @@ def predict(records: list[str | os.PathLike], checkpoint: str | os.PathLike,
     d = pred.cfg.data
 
     def read_batch(batch: list[str]) -> list[ECGRecord | str]:
-        return [_read(p, d.fs, pred.n_samples, d.highpass) for p in batch]
+        source = {"source_fs": source_fs, "source_leads": source_leads}
+        return [_read(p, d.fs, pred.n_samples, d.highpass, source) for p in batch]
 
     batches = [paths[s : s + batch_size] for s in range(0, len(paths), batch_size)]
     entries: list[dict] = []

@@ -33,7 +33,7 @@ def expand_records(inputs: Sequence[str | os.PathLike]) -> list[str]:
 
 def read_inputs(
     records: Sequence[str], fs: float = MODEL_FS, n_samples: int | None = MODEL_SAMPLES,
-    highpass: float | None = 0.5, display_fs: float = DISPLAY_FS,
+    highpass: float | None = 0.5, display_fs: float = DISPLAY_FS, **source: Any,
 ) -> tuple[dict, dict, list[dict]]:
     """Read each record for display and as the model sees it; unreadable ones become failure entries.
 
@@ -46,8 +46,8 @@ def read_inputs(
     ecgs, signals, failures = {}, {}, []
     for rec in records:
         try:
-            shown = read_ecg(rec, fs=display_fs, highpass=highpass)
-            signals[rec] = read_ecg(rec, fs=fs, n_samples=n_samples, highpass=highpass).signal
+            shown = read_ecg(rec, fs=display_fs, highpass=highpass, **source)
+            signals[rec] = read_ecg(rec, fs=fs, n_samples=n_samples, highpass=highpass, **source).signal
         except MedclError as exc:
             failures.append({"record": rec, "error": str(exc)})
             continue
@@ -158,6 +158,8 @@ def write_reports(
     ig_steps: int = 32,
     source_roots: Sequence[str | os.PathLike] = (),
     pdf: bool = False,
+    source_fs: float | None = None,
+    source_leads: list[str] | None = None,
 ) -> Path:
     """Write one HTML report per ECG, ``index.html`` and ``report.json`` into ``out_dir``.
 
@@ -169,6 +171,7 @@ def write_reports(
         ig_steps: Integrated Gradients integration steps.
         source_roots: folders where prototype source records (training ECGs) are looked up.
         pdf: also print every report to PDF with headless Chromium.
+        source_fs, source_leads: sampling rate and lead names of ``.npy``/``.csv`` inputs.
 
     Returns:
         Path of ``index.html``.
@@ -180,10 +183,11 @@ def write_reports(
     paths = expand_records(records)
     out = ensure_output_dir(out_dir, paths)
     model = load_report_model(checkpoint)
-    ecgs, signals, failures = read_inputs(paths, model.fs, model.n_samples, model.highpass)
+    source = {"source_fs": source_fs, "source_leads": source_leads}
+    ecgs, signals, failures = read_inputs(paths, model.fs, model.n_samples, model.highpass, **source)
     predictions: dict = {"labels": [], "thresholds": {}, "records": []}
     if ecgs:
-        predictions = predict(list(ecgs), checkpoint, out_dir=None, batch_size=batch_size)
+        predictions = predict(list(ecgs), checkpoint, out_dir=None, batch_size=batch_size, **source)
         failures += predictions.pop("errors", [])
     attributions = attribute(predictions, signals, model.forward, ig_steps, device=model.device)
     index = write_report_batch(

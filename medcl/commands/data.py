@@ -32,9 +32,14 @@ def synth(kind: str, out: str | Path, n: int, seed: int) -> Path:
 
 
 def is_ecg_record(path: str | Path) -> bool:
-    """A WFDB record: a ``.hea``/``.mat``/``.dat`` file, or a record name whose ``.hea`` exists."""
+    """An ECG: a WFDB ``.hea``/``.mat``/``.dat`` file or record name whose ``.hea`` exists, or another
+    ECG format (:func:`medcl.io.ecg_formats.is_ecg_file`: DICOM waveform, HDF5, XML, arrays)."""
+    from medcl.io.ecg_formats import is_ecg_file
+
     p = Path(path)
-    return p.suffix.lower() in _ECG_SUFFIXES or (not p.exists() and p.with_name(p.name + ".hea").is_file())
+    if p.suffix.lower() in _ECG_SUFFIXES or (not p.exists() and p.with_name(p.name + ".hea").is_file()):
+        return True
+    return is_ecg_file(p)
 
 
 def inspect(path: str | Path, series: str | None = None) -> dict[str, Any]:
@@ -89,6 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inspect_parser = add_command(
         group, "inspect", "geometry/intensity of a scan, or header and leads of an ECG record", _inspect
     )
-    inspect_parser.add_argument("path", help="NIfTI/NRRD/MHA file, DICOM folder, or WFDB record (.hea)")
+    inspect_parser.add_argument(
+        "path", help="NIfTI/NRRD/MHA file, DICOM folder, or ECG (WFDB .hea, DICOM waveform, .h5, .xml, .npy/.csv)"
+    )
     inspect_parser.add_argument("--series", default=None, help="DICOM series UID or description")
     inspect_parser.add_argument("--json", action="store_true", help="print as JSON")
