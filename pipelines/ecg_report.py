@@ -42,6 +42,7 @@ def read_inputs(
     """
     from medcl.explain.report import ECGInput
     from medcl.io.ecg import read_ecg
+    from medcl.io.ecg_labels import describe_codes
 
     ecgs, signals, failures = {}, {}, []
     for rec in records:
@@ -54,7 +55,9 @@ def read_inputs(
         except Exception as exc:  # a reader bug on an odd file: reported per record, the batch goes on
             failures.append({"record": rec, "error": f"{rec}: cannot read record ({type(exc).__name__}: {exc})"})
             continue
-        ecgs[rec] = ECGInput(rec, shown.signal, shown.fs, list(shown.comments))
+        ecgs[rec] = ECGInput(rec, shown.signal, shown.fs, list(shown.comments),
+                             labels=describe_codes(shown.dx_snomed), derived_leads=list(shown.derived_leads),
+                             format=shown.format)
     return ecgs, signals, failures
 
 
@@ -91,6 +94,7 @@ class ReportModel:
         device: where the network lives (inputs are moved there).
         fs, n_samples, highpass: how the model reads a record.
         labels: the output codes in column order.
+        card: the model card (:func:`medcl.explain.model_card.model_card`).
     """
 
     forward: Callable
@@ -99,11 +103,13 @@ class ReportModel:
     n_samples: int | None
     highpass: float | None
     labels: list[str]
+    card: dict
 
 
 def load_report_model(checkpoint: str | os.PathLike, device: str = "auto") -> ReportModel:
     """Load a ProtoECGNet checkpoint for attributions (eval mode, on ``device``)."""
     from medcl.engine.device import pick_device
+    from medcl.explain.model_card import model_card
     from medcl.pipelines.ecg_train import head_probabilities, load_model
 
     net, cfg, labels, extra = load_model(checkpoint)
@@ -115,7 +121,8 @@ def load_report_model(checkpoint: str | os.PathLike, device: str = "auto") -> Re
         return head_probabilities(net, net(x), head)
 
     n_samples = cfg.data.n_samples or int(10 * cfg.data.fs)
-    return ReportModel(forward, dev, float(cfg.data.fs), n_samples, cfg.data.highpass, list(labels))
+    return ReportModel(forward, dev, float(cfg.data.fs), n_samples, cfg.data.highpass, list(labels),
+                       model_card(extra))
 
 
 def attribute(
@@ -192,7 +199,7 @@ def write_reports(
     attributions = attribute(predictions, signals, model.forward, ig_steps, device=model.device)
     index = write_report_batch(
         predictions, ecgs, out, attributions=attributions, sources=source_lookup(source_roots),
-        failures=failures, extra={"checkpoint": str(checkpoint)},
+        failures=failures, extra={"checkpoint": Path(checkpoint).name}, card=model.card,
     )
     if pdf:
         write_pdfs(out, [r["html"] for r in _ok_entries(out)])

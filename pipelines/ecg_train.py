@@ -410,6 +410,35 @@ def _warn_empty_classes(data: ECGData) -> None:
     positive_weights(torch.as_tensor(data.labels_of("train")), names=data.labels)
 
 
+def training_card(cfg: ECGConfig, data: ECGData, val_probs: np.ndarray, val_y: np.ndarray) -> dict[str, Any]:
+    """The model card stored in the checkpoint (``extra["model_card"]``) and shown on every report.
+
+    A folder written by ``medcl data synth ecg`` (it holds ``synthetic_truth.json``) is recorded as
+    synthetic. Only the folder's name is stored, never its path.
+    """
+    import datetime as dt
+
+    from medcl.data.synthetic.ecg import TRUTH_FILE
+    from medcl.explain.model_card import INTENDED_USE_MODEL
+    from medcl.metrics.auroc import auroc_summary
+
+    root = Path(cfg.data.root)
+    synthetic = (root / TRUTH_FILE).is_file()
+    n_train = len(data.ptbxl.split_indices("train"))
+    kind = "synthetic PTB-XL-shaped ECGs (medcl data synth ecg)" if synthetic else "PTB-XL-layout folder"
+    macro = auroc_summary(val_y, val_probs, n_boot=0)["macro"]["value"] if len(val_y) else None
+    return {
+        "training_data": f"{kind} '{root.resolve().name}': {n_train} training records (folds 1-8)",
+        "dataset": root.resolve().name,
+        "synthetic": synthetic,
+        "n_train": n_train,
+        "validation_macro_auroc": macro,
+        "n_validation": int(len(val_y)),
+        "date": dt.date.today().isoformat(),
+        "intended_use": INTENDED_USE_MODEL,
+    }
+
+
 def set_thresholds(net: ProtoECGNet, data: ECGData, head: str, batch_size: int) -> list[float]:
     """Per-class thresholds maximising F1 on the validation fold."""
     probs, y = predict_split(net, data, "val", head, batch_size)
@@ -477,7 +506,9 @@ def run_stages(cfg: ECGConfig, out_dir: str | os.PathLike, stages: tuple[str, ..
             extra["head"] = "fusion" if stage == "fusion" else ("branches" if stage == "classifier" else extra["head"])
         if _is_main():
             save_model(final, net, cfg, data.labels, extra)
-    extra["thresholds"] = set_thresholds(net.to(_device()), data, extra["head"], cfg.data.batch_size)
+    probs, y = predict_split(net.to(_device()), data, "val", extra["head"], cfg.data.batch_size)
+    extra["thresholds"] = best_f1_thresholds(y, probs).tolist()
+    extra["model_card"] = training_card(cfg, data, probs, y)
     if _is_main():
         save_model(out / "model.ckpt", net, cfg, data.labels, extra)
     return out / "model.ckpt"
