@@ -23,7 +23,7 @@ import torch
 from medcl.errors import MedclError
 from medcl.io.ecg import ECGRecord, find_records, read_ecg
 from medcl.nets.protoecg import BRANCHES, ProtoECGNet
-from medcl.utils import atomic_write_path, write_json
+from medcl.utils import atomic_write_path, progress_bar, write_json
 
 __all__ = ["contribution_weights", "predict"]
 
@@ -165,7 +165,7 @@ def predict(records: list[str | os.PathLike], checkpoint: str | os.PathLike,
     errors: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=1) as reader:
         pending = reader.submit(read_batch, batches[0])
-        for i, batch in enumerate(batches):
+        for i, batch in enumerate(progress_bar(batches, f"predict ({len(paths)} records)")):
             loaded = pending.result()
             if i + 1 < len(batches):
                 pending = reader.submit(read_batch, batches[i + 1])

@@ -43,9 +43,10 @@ def read_inputs(
     from medcl.explain.report import ECGInput
     from medcl.io.ecg import read_ecg
     from medcl.io.ecg_labels import describe_codes
+    from medcl.utils import progress_bar
 
     ecgs, signals, failures = {}, {}, []
-    for rec in records:
+    for rec in progress_bar(records, "reading ECGs"):
         try:
             shown = read_ecg(rec, fs=display_fs, highpass=highpass, **source)
             signals[rec] = read_ecg(rec, fs=fs, n_samples=n_samples, highpass=highpass, **source).signal

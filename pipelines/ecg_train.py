@@ -280,8 +280,10 @@ def _shard_loader(ds: Dataset, batch_size: int, num_workers: int) -> DataLoader:
 def _scan(net: ProtoECGNet, loader: DataLoader, projectors: dict[str, Projector],
           groups: dict[str, list[int]], device: torch.device) -> dict[str, int]:
     """Stream the training shard through every branch; returns each branch's feature length."""
+    from medcl.utils import progress_bar
+
     lengths: dict[str, int] = {}
-    for x, y, idx in loader:
+    for x, y, idx in progress_bar(loader, "projection (training batches)", total=len(loader)):
         x, y, idx = x.to(device), y.to(device), idx.to(device)
         for b, proj in projectors.items():
             feats = net.branches[b].features(x)

@@ -322,7 +322,10 @@ def segment(
         segmenter = ZonesSegmenter.from_checkpoint(
             checkpoint, device=device, tta=tta, sw_batch_size=sw_batch_size, overlap=overlap, roi_mm=tuple(roi_mm)
         )
-    rows = [_segment_one(segmenter, path, out, case) for path, case in zip(inputs, names)]
+    from medcl.utils import progress_bar
+
+    pairs = progress_bar(list(zip(inputs, names)), "segment")
+    rows = [_segment_one(segmenter, path, out, case) for path, case in pairs]
     _write_csv(out / "summary.csv", rows)
     return rows
 

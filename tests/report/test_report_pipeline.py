@@ -79,6 +79,11 @@ def test_reports_index_and_failures(written):
     for name in REAL:
         assert (out / f"{name}.html").is_file()
     assert "bad" in (out / "index.html").read_text()
+    # a checkpoint without extra["model_card"]: honest fallback and a banner, file names only
+    assert report["model_card"]["recorded"] is False and report["model_card"]["synthetic"] is None
+    assert report["checkpoint"] == "tiny.ckpt"
+    page = (out / "HR06000.html").read_text()
+    assert "Unvalidated model." in page and "not recorded in the checkpoint" in page
 
 
 def test_findings_follow_thresholds_and_carry_prototypes_and_attributions(written):
@@ -92,7 +97,7 @@ def test_findings_follow_thresholds_and_carry_prototypes_and_attributions(writte
         for f in e["findings"]:
             assert f["probability"] >= f["threshold"]
             assert len(f["prototypes"]) == 3
-            assert all(p["source_record"].endswith(("HR06002", "HR06003")) for p in f["prototypes"])
+            assert all(p["source_record"] in ("HR06002", "HR06003") for p in f["prototypes"])
             assert sum(f["attribution"]["lead_share"].values()) == pytest.approx(1.0, abs=1e-3)
     assert sum(len(e["findings"]) for e in ok) > 0
 
