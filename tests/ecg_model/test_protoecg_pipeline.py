@@ -50,7 +50,7 @@ def test_fused_model_learns_and_prototypes_come_from_their_class(trained, synth)
     assert data.extra["head"] == "fusion" and len(data.extra["thresholds"]) == 71
     card = data.extra["model_card"]  # shown on every report
     assert card["synthetic"] is True and card["dataset"] == synth.name and str(synth) not in card["training_data"]
-    assert card["n_train"] == 160 and card["n_validation"] == 20 and 0.0 <= card["validation_macro_auroc"] <= 1.0
+    assert card["n_train"] > card["n_validation"] > 0 and 0.0 <= card["validation_macro_auroc"] <= 1.0
     for branch, prov in data.extra["projection"].items():
         per_class = data.config["model"]["per_class"][branch]
         assert any(prov["labels"])  # sources were found
