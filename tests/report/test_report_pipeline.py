@@ -109,3 +109,31 @@ def test_cli_report_help_and_error(tmp_path, capsys):
                  "--out", str(tmp_path / "out")])
     assert code == 2
     assert "none.ckpt: checkpoint not found" in capsys.readouterr().err
+
+
+def test_predict_and_report_cli_accept_every_format(tiny_checkpoint, shared_data, tmp_path, capsys):
+    """`medcl ecg predict`/`report` on SPH HDF5, DICOM waveform, a .npy with --fs/--leads and a bad XML."""
+    from pydicom.data import get_testdata_file
+
+    from medcl.cli import main
+    from medcl.io.ecg import read_ecg
+
+    h5 = shared_data / "ecg" / "challenge-mix" / "tuijalei-SPH" / "SPH00002.h5"
+    dcm = get_testdata_file("waveform_ecg.dcm")
+    npy = tmp_path / "cart.npy"
+    eight = read_ecg(h5, fs=250, highpass=None).signal[[0, 1, *range(6, 12)]]
+    np.save(npy, eight)
+    (tmp_path / "bad.xml").write_text("<RestingECG>")
+    args = [str(h5), dcm, str(npy), str(tmp_path / "bad.xml"), "--checkpoint", str(tiny_checkpoint),
+            "--fs", "250", "--leads", "I,II,V1,V2,V3,V4,V5,V6"]
+    assert main(["ecg", "predict", *args, "--out", str(tmp_path / "pred")]) == 1  # one bad file
+    assert "predicted 3 of 4 records" in capsys.readouterr().out
+    preds = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert [Path(r["record"]).name for r in preds["records"]] == ["SPH00002.h5", "waveform_ecg.dcm", "cart.npy"]
+    assert [r["meta"]["fs"] for r in preds["records"]] == [500.0, 1000.0, 250.0]
+    assert main(["ecg", "report", *args, "--out", str(tmp_path / "rep"), "--ig-steps", "2"]) == 0
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    status = {e["record"]: e["status"] for e in report["records"]}
+    assert status == {"SPH00002.h5": "ok", "waveform_ecg.dcm": "ok", "cart.npy": "ok", "bad.xml": "error"}
+    derived = {e["record"]: e["derived_leads"] for e in report["records"] if e["status"] == "ok"}
+    assert derived["cart.npy"] == ["III", "aVR", "aVL", "aVF"] and derived["SPH00002.h5"] == []
