@@ -42,14 +42,16 @@ def is_ecg_record(path: str | Path) -> bool:
     return is_ecg_file(p)
 
 
-def inspect(path: str | Path, series: str | None = None) -> dict[str, Any]:
-    """Summary of a scan (``medcl.io.image.inspect_image``) or an ECG record (``medcl.io.ecg.inspect_ecg``)."""
+def inspect(path: str | Path, series: str | None = None, fs: float | None = None,
+            leads: list[str] | None = None) -> dict[str, Any]:
+    """Summary of a scan (``medcl.io.image.inspect_image``) or an ECG record (``medcl.io.ecg.inspect_ecg``;
+    ``fs``/``leads`` describe ``.npy``/``.csv`` arrays)."""
     if is_ecg_record(path):
         if series is not None:
             raise MedclError(f"{path}: --series applies only to DICOM folders")
         from medcl.io.ecg import inspect_ecg
 
-        return {"kind": "ecg", **inspect_ecg(path)}
+        return {"kind": "ecg", **inspect_ecg(path, fs, leads)}
     from medcl.io.image import inspect_image
 
     return {"kind": "image", **inspect_image(path, series=series)}
@@ -78,7 +80,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    summary = inspect(args.path, series=args.series)
+    leads = [x.strip() for x in args.leads.split(",") if x.strip()] if args.leads else None
+    summary = inspect(args.path, series=args.series, fs=args.fs, leads=leads)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
@@ -99,3 +102,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     inspect_parser.add_argument("--series", default=None, help="DICOM series UID or description")
     inspect_parser.add_argument("--json", action="store_true", help="print as JSON")
+    inspect_parser.add_argument("--fs", type=float, help="sampling rate of a .npy/.csv ECG array")
+    inspect_parser.add_argument("--leads", help="comma-separated lead names of a .npy/.csv ECG array")
