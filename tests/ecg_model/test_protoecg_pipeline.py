@@ -135,7 +135,7 @@ def test_predict_refuses_empty_folder_and_other_family(trained, tmp_path):
 
     ckpt, _ = trained
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MedclError, match="no WFDB records"):
+    with pytest.raises(MedclError, match="folder holds no ECG files"):
         predict([tmp_path / "empty"], ckpt)
     other = tmp_path / "zones.ckpt"
     torch.save({"medcl": {"family": "zones", "state_dict": {}}}, other)
