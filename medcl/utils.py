@@ -1,4 +1,4 @@
-"""Small helpers shared by every family: atomic outputs, JSON, thread settings."""
+"""Small helpers shared by every family: atomic outputs, JSON, thread settings, progress bars."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -76,3 +78,20 @@ def ensure_output_dir(out_dir: str | os.PathLike, inputs: list[str | os.PathLike
             raise MedclError(f"{out_dir}: output folder is the input folder of {item}; choose another")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def progress_bar(items: Iterable[T], desc: str, total: int | None = None, enable: bool | None = None) -> Iterable[T]:
+    """``items`` wrapped in a tqdm bar on stderr; quiet (no output) unless stderr is a terminal.
+
+    ``enable=True``/``False`` forces it on/off; ``MEDCL_PROGRESS=0``/``1`` does the same globally.
+    """
+    import sys
+
+    env = os.environ.get("MEDCL_PROGRESS")
+    if enable is None:
+        enable = env == "1" if env in ("0", "1") else sys.stderr.isatty()
+    if not enable:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, total=total, unit="item", leave=False, file=sys.stderr, dynamic_ncols=True)

@@ -1,4 +1,4 @@
-"""``medcl ecg predict``: any WFDB records -> 71 probabilities, findings and their prototypes.
+"""``medcl ecg predict``: ECG records of any supported format -> 71 probabilities, findings and their prototypes.
 
 Records are read in parallel threads (:func:`medcl.io.ecg.read_ecg`: any rate, lead order, .dat or
 .mat; resampled to the model's rate, high-passed, cropped/padded to its length), batched through
@@ -23,7 +23,7 @@ import torch
 from medcl.errors import MedclError
 from medcl.io.ecg import ECGRecord, find_records, read_ecg
 from medcl.nets.protoecg import BRANCHES, ProtoECGNet
-from medcl.utils import atomic_write_path, write_json
+from medcl.utils import atomic_write_path, progress_bar, write_json
 
 __all__ = ["branch_of", "contribution_weights", "predict", "prototype_table"]
 
@@ -32,9 +32,9 @@ PROTOTYPES_JSON = "prototypes.json"
 CONTRIBUTIONS_NPY = "contribution_weights.npy"
 
 
-def _read(path: str, fs: int, n_samples: int, highpass: float | None) -> ECGRecord | str:
+def _read(path: str, fs: int, n_samples: int, highpass: float | None, source: dict) -> ECGRecord | str:
     try:
-        return read_ecg(path, fs=fs, n_samples=n_samples, highpass=highpass)
+        return read_ecg(path, fs=fs, n_samples=n_samples, highpass=highpass, **source)
     except MedclError as exc:
         return str(exc)
     except Exception as exc:  # unreadable file: reported per record, the batch goes on
@@ -175,8 +175,12 @@ class _Predictor:
 
 
 def predict(records: list[str | os.PathLike], checkpoint: str | os.PathLike,
-            out_dir: str | os.PathLike | None = None, batch_size: int = 32, engine: str = "torch") -> dict:
+            out_dir: str | os.PathLike | None = None, batch_size: int = 32, engine: str = "torch",
+            source_fs: float | None = None, source_leads: list[str] | None = None) -> dict:
     """Predict every record; return the ``predictions.json`` dict (and write outputs to ``out_dir``).
+
+    ``records`` may be any format :func:`medcl.io.ecg.read_ecg` reads; ``source_fs``/``source_leads``
+    describe ``.npy``/``.csv`` arrays.
 
     Records are read one batch ahead in a background thread while the model runs on the current
     batch (the convolutions release the GIL), so reading costs little extra wall time.
@@ -193,14 +197,15 @@ def predict(records: list[str | os.PathLike], checkpoint: str | os.PathLike,
     d = pred.cfg.data
 
     def read_batch(batch: list[str]) -> list[ECGRecord | str]:
-        return [_read(p, d.fs, pred.n_samples, d.highpass) for p in batch]
+        source = {"source_fs": source_fs, "source_leads": source_leads}
+        return [_read(p, d.fs, pred.n_samples, d.highpass, source) for p in batch]
 
     batches = [paths[s : s + batch_size] for s in range(0, len(paths), batch_size)]
     entries: list[dict] = []
     errors: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=1) as reader:
         pending = reader.submit(read_batch, batches[0])
-        for i, batch in enumerate(batches):
+        for i, batch in enumerate(progress_bar(batches, f"predict ({len(paths)} records)")):
             loaded = pending.result()
             if i + 1 < len(batches):
                 pending = reader.submit(read_batch, batches[i + 1])

@@ -33,7 +33,7 @@ def expand_records(inputs: Sequence[str | os.PathLike]) -> list[str]:
 
 def read_inputs(
     records: Sequence[str], fs: float = MODEL_FS, n_samples: int | None = MODEL_SAMPLES,
-    highpass: float | None = 0.5, display_fs: float = DISPLAY_FS,
+    highpass: float | None = 0.5, display_fs: float = DISPLAY_FS, **source: Any,
 ) -> tuple[dict, dict, list[dict]]:
     """Read each record for display and as the model sees it; unreadable ones become failure entries.
 
@@ -42,19 +42,23 @@ def read_inputs(
     """
     from medcl.explain.report import ECGInput
     from medcl.io.ecg import read_ecg
+    from medcl.io.ecg_labels import describe_codes
+    from medcl.utils import progress_bar
 
     ecgs, signals, failures = {}, {}, []
-    for rec in records:
+    for rec in progress_bar(records, "reading ECGs"):
         try:
-            shown = read_ecg(rec, fs=display_fs, highpass=highpass)
-            signals[rec] = read_ecg(rec, fs=fs, n_samples=n_samples, highpass=highpass).signal
+            shown = read_ecg(rec, fs=display_fs, highpass=highpass, **source)
+            signals[rec] = read_ecg(rec, fs=fs, n_samples=n_samples, highpass=highpass, **source).signal
         except MedclError as exc:
             failures.append({"record": rec, "error": str(exc)})
             continue
         except Exception as exc:  # a reader bug on an odd file: reported per record, the batch goes on
             failures.append({"record": rec, "error": f"{rec}: cannot read record ({type(exc).__name__}: {exc})"})
             continue
-        ecgs[rec] = ECGInput(rec, shown.signal, shown.fs, list(shown.comments))
+        ecgs[rec] = ECGInput(rec, shown.signal, shown.fs, list(shown.comments),
+                             labels=describe_codes(shown.dx_snomed), derived_leads=list(shown.derived_leads),
+                             format=shown.format)
     return ecgs, signals, failures
 
 
@@ -91,6 +95,7 @@ class ReportModel:
         device: where the network lives (inputs are moved there).
         fs, n_samples, highpass: how the model reads a record.
         labels: the output codes in column order.
+        card: the model card (:func:`medcl.explain.model_card.model_card`).
     """
 
     forward: Callable
@@ -99,11 +104,13 @@ class ReportModel:
     n_samples: int | None
     highpass: float | None
     labels: list[str]
+    card: dict
 
 
 def load_report_model(checkpoint: str | os.PathLike, device: str = "auto") -> ReportModel:
     """Load a ProtoECGNet checkpoint for attributions (eval mode, on ``device``)."""
     from medcl.engine.device import pick_device
+    from medcl.explain.model_card import model_card
     from medcl.pipelines.ecg_train import head_probabilities, load_model
 
     net, cfg, labels, extra = load_model(checkpoint)
@@ -115,7 +122,8 @@ def load_report_model(checkpoint: str | os.PathLike, device: str = "auto") -> Re
         return head_probabilities(net, net(x), head)
 
     n_samples = cfg.data.n_samples or int(10 * cfg.data.fs)
-    return ReportModel(forward, dev, float(cfg.data.fs), n_samples, cfg.data.highpass, list(labels))
+    return ReportModel(forward, dev, float(cfg.data.fs), n_samples, cfg.data.highpass, list(labels),
+                       model_card(extra))
 
 
 def attribute(
@@ -158,6 +166,8 @@ def write_reports(
     ig_steps: int = 32,
     source_roots: Sequence[str | os.PathLike] = (),
     pdf: bool = False,
+    source_fs: float | None = None,
+    source_leads: list[str] | None = None,
 ) -> Path:
     """Write one HTML report per ECG, ``index.html`` and ``report.json`` into ``out_dir``.
 
@@ -169,6 +179,7 @@ def write_reports(
         ig_steps: Integrated Gradients integration steps.
         source_roots: folders where prototype source records (training ECGs) are looked up.
         pdf: also print every report to PDF with headless Chromium.
+        source_fs, source_leads: sampling rate and lead names of ``.npy``/``.csv`` inputs.
 
     Returns:
         Path of ``index.html``.
@@ -180,15 +191,16 @@ def write_reports(
     paths = expand_records(records)
     out = ensure_output_dir(out_dir, paths)
     model = load_report_model(checkpoint)
-    ecgs, signals, failures = read_inputs(paths, model.fs, model.n_samples, model.highpass)
+    source = {"source_fs": source_fs, "source_leads": source_leads}
+    ecgs, signals, failures = read_inputs(paths, model.fs, model.n_samples, model.highpass, **source)
     predictions: dict = {"labels": [], "thresholds": {}, "records": []}
     if ecgs:
-        predictions = predict(list(ecgs), checkpoint, out_dir=None, batch_size=batch_size)
+        predictions = predict(list(ecgs), checkpoint, out_dir=None, batch_size=batch_size, **source)
         failures += predictions.pop("errors", [])
     attributions = attribute(predictions, signals, model.forward, ig_steps, device=model.device)
     index = write_report_batch(
         predictions, ecgs, out, attributions=attributions, sources=source_lookup(source_roots),
-        failures=failures, extra={"checkpoint": str(checkpoint)},
+        failures=failures, extra={"checkpoint": Path(checkpoint).name}, card=model.card,
     )
     if pdf:
         write_pdfs(out, [r["html"] for r in _ok_entries(out)])

@@ -293,8 +293,10 @@ def _shard_loader(ds: Dataset, batch_size: int, num_workers: int) -> DataLoader:
 def _scan(net: ProtoECGNet, loader: DataLoader, projectors: dict[str, Projector],
           groups: dict[str, list[int]], device: torch.device) -> dict[str, int]:
     """Stream the training shard through every branch; returns each branch's feature length."""
+    from medcl.utils import progress_bar
+
     lengths: dict[str, int] = {}
-    for x, y, idx in loader:
+    for x, y, idx in progress_bar(loader, "projection (training batches)", total=len(loader)):
         x, y, idx = x.to(device), y.to(device), idx.to(device)
         for b, proj in projectors.items():
             feats = net.branches[b].features(x)
@@ -430,6 +432,32 @@ def _warn_empty_classes(data: ECGData) -> None:
     positive_weights(torch.as_tensor(data.labels_of("train")), names=data.labels)
 
 
+def training_card(cfg: ECGConfig, data: ECGData, val_probs: np.ndarray, val_y: np.ndarray) -> dict[str, Any]:
+    """The model card stored in the checkpoint (``extra["model_card"]``, the schema of
+    :mod:`medcl.engine.model_card`) and shown on every report and by ``medcl info``.
+
+    A folder written by ``medcl data synth ecg`` (it holds ``synthetic_truth.json``) is recorded as
+    synthetic. Only the folder's name is stored, never its path.
+    """
+    import datetime as dt
+
+    from medcl.data.synthetic.ecg import TRUTH_FILE
+    from medcl.engine.model_card import model_card
+    from medcl.explain.model_card import INTENDED_USE_MODEL
+    from medcl.metrics.auroc import auroc_summary
+
+    root = Path(cfg.data.root)
+    synthetic = (root / TRUTH_FILE).is_file()
+    n_train = len(data.ptbxl.split_indices("train"))
+    kind = "synthetic PTB-XL-shaped ECGs (medcl data synth ecg)" if synthetic else "PTB-XL-layout folder"
+    macro = auroc_summary(val_y, val_probs, n_boot=0)["macro"]["value"] if len(val_y) else None
+    name = root.resolve().name
+    card = model_card("ecg", [{"name": name, "cases": n_train, "annotated": [], "synthetic": synthetic}],
+                      INTENDED_USE_MODEL, validation={} if macro is None else {"macro_auroc": macro})
+    return {**card, "description": f"{kind} '{name}': {n_train} training records",
+            "n_validation_cases": int(len(val_y)), "date": dt.date.today().isoformat()}
+
+
 def set_thresholds(net: ProtoECGNet, data: ECGData, head: str, batch_size: int) -> list[float]:
     """Per-class thresholds maximising F1 on the validation fold."""
     probs, y = predict_split(net, data, "val", head, batch_size)
@@ -506,7 +534,9 @@ def run_stages(cfg: ECGConfig, out_dir: str | os.PathLike, stages: tuple[str, ..
         extra["stages"] = [*extra.get("stages", []), stage]
         if _is_main():
             save_model(final, net, cfg, data.labels, extra)
-    extra["thresholds"] = set_thresholds(net.to(_device()), data, extra["head"], cfg.data.batch_size)
+    probs, y = predict_split(net.to(_device()), data, "val", extra["head"], cfg.data.batch_size)
+    extra["thresholds"] = best_f1_thresholds(y, probs).tolist()
+    extra["model_card"] = training_card(cfg, data, probs, y)
     if _is_main():
         save_model(out / "model.ckpt", net, cfg, data.labels, extra)
     return out / "model.ckpt"

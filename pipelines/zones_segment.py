@@ -400,7 +400,10 @@ def segment(
     segmenter.channel = channel if channel is not None else segmenter.channel
     if synthetic_warning(segmenter.card):
         print(f"medcl: {synthetic_warning(segmenter.card)}", file=sys.stderr)
-    rows = [_segment_one(segmenter, path, out, case) for path, case in zip(inputs, names)]
+    from medcl.utils import progress_bar
+
+    pairs = progress_bar(list(zip(inputs, names)), "segment")
+    rows = [_segment_one(segmenter, path, out, case) for path, case in pairs]
     _write_csv(out / "summary.csv", rows)
     return rows
 

@@ -32,19 +32,26 @@ def synth(kind: str, out: str | Path, n: int, seed: int) -> Path:
 
 
 def is_ecg_record(path: str | Path) -> bool:
-    """A WFDB record: a ``.hea``/``.mat``/``.dat`` file, or a record name whose ``.hea`` exists."""
+    """An ECG: a WFDB ``.hea``/``.mat``/``.dat`` file or record name whose ``.hea`` exists, or another
+    ECG format (:func:`medcl.io.ecg_formats.is_ecg_file`: DICOM waveform, HDF5, XML, arrays)."""
+    from medcl.io.ecg_formats import is_ecg_file
+
     p = Path(path)
-    return p.suffix.lower() in _ECG_SUFFIXES or (not p.exists() and p.with_name(p.name + ".hea").is_file())
+    if p.suffix.lower() in _ECG_SUFFIXES or (not p.exists() and p.with_name(p.name + ".hea").is_file()):
+        return True
+    return is_ecg_file(p)
 
 
-def inspect(path: str | Path, series: str | None = None) -> dict[str, Any]:
-    """Summary of a scan (``medcl.io.image.inspect_image``) or an ECG record (``medcl.io.ecg.inspect_ecg``)."""
+def inspect(path: str | Path, series: str | None = None, fs: float | None = None,
+            leads: list[str] | None = None) -> dict[str, Any]:
+    """Summary of a scan (``medcl.io.image.inspect_image``) or an ECG record (``medcl.io.ecg.inspect_ecg``;
+    ``fs``/``leads`` describe ``.npy``/``.csv`` arrays)."""
     if is_ecg_record(path):
         if series is not None:
             raise MedclError(f"{path}: --series applies only to DICOM folders")
         from medcl.io.ecg import inspect_ecg
 
-        return {"kind": "ecg", **inspect_ecg(path)}
+        return {"kind": "ecg", **inspect_ecg(path, fs, leads)}
     from medcl.io.image import inspect_image
 
     return {"kind": "image", **inspect_image(path, series=series)}
@@ -106,7 +113,8 @@ def _inspect(args: argparse.Namespace) -> int:
             for s in series:
                 print(f"  {s['uid']}  {s['description']!r}  {s['files']} files  {s['folder']}")
         return 0
-    summary = inspect(args.path, series=args.series)
+    leads = [x.strip() for x in args.leads.split(",") if x.strip()] if args.leads else None
+    summary = inspect(args.path, series=args.series, fs=args.fs, leads=leads)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
@@ -122,9 +130,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inspect_parser = add_command(
         group, "inspect", "geometry/intensity of a scan, or header and leads of an ECG record", _inspect
     )
-    inspect_parser.add_argument("path", help="NIfTI/NRRD/MHA file, DICOM folder, or WFDB record (.hea)")
+    inspect_parser.add_argument(
+        "path", help="NIfTI/NRRD/MHA file, DICOM folder, or ECG (WFDB .hea, DICOM waveform, .h5, .xml, .npy/.csv)"
+    )
     inspect_parser.add_argument("--series", default=None, help="DICOM series UID or description")
     inspect_parser.add_argument("--json", action="store_true", help="print as JSON")
+    inspect_parser.add_argument("--fs", type=float, help="sampling rate of a .npy/.csv ECG array")
+    inspect_parser.add_argument("--leads", help="comma-separated lead names of a .npy/.csv ECG array")
     from medcl.data.layout_names import LAYOUTS  # light: no numpy/torch for --help
 
     dl = add_command(group, "datalist", "datalist JSON (k folds) from a public data set folder as distributed",

@@ -1,4 +1,4 @@
-"""``medcl ecg``: train ProtoECGNet stages, evaluate on PTB-XL, predict WFDB records (lazy imports)."""
+"""``medcl ecg``: train ProtoECGNet stages, evaluate on PTB-XL, predict ECG records (lazy imports)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def _fmt(macro: dict) -> str:
 def _predict(args: argparse.Namespace) -> int:
     from medcl.pipelines.ecg import predict
 
-    res = predict(args.records, args.checkpoint, out_dir=args.out, batch_size=args.batch_size, engine=args.engine)
+    res = predict(args.records, args.checkpoint, out_dir=args.out, batch_size=args.batch_size, engine=args.engine,
+                  **array_options(args))
     if args.out is None:
         print(json.dumps({k: v for k, v in res.items() if k != "errors"}, indent=1))
     for err in res["errors"]:
@@ -60,6 +61,19 @@ def _predict(args: argparse.Namespace) -> int:
     where = f" into {args.out}" if args.out else ""
     print(f"medcl: predicted {len(res['records'])} of {len(res['records']) + len(res['errors'])} records{where}")
     return 1 if res["errors"] else 0
+
+
+def array_options(args: argparse.Namespace) -> dict:
+    """``--fs``/``--leads`` as the ``source_fs``/``source_leads`` keywords of the readers."""
+    leads = [x.strip() for x in args.leads.split(",") if x.strip()] if args.leads else None
+    return {"source_fs": args.fs, "source_leads": leads}
+
+
+def add_array_options(p: argparse.ArgumentParser) -> None:
+    """Add ``--fs`` and ``--leads`` (needed for .npy/.csv inputs only)."""
+    p.add_argument("--fs", type=float, help="sampling rate in Hz of .npy/.csv inputs (other formats store it)")
+    p.add_argument("--leads", help="comma-separated lead names of .npy/.csv inputs, e.g. I,II,V1,V2,V3,V4,V5,V6 "
+                                   "(a CSV header row may name them instead)")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -92,7 +106,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "predict", "71 SCP-statement probabilities, findings and their prototypes per record",
                     _predict)
-    p.add_argument("records", nargs="+", metavar="RECORD_OR_FOLDER", help="WFDB records (.hea/.dat/.mat) or folders")
+    p.add_argument("records", nargs="+", metavar="RECORD_OR_FOLDER",
+                   help="ECG files (WFDB .hea/.dat/.mat, DICOM waveform, .h5, HL7/GE MUSE/Philips .xml, .npy/.csv) "
+                        "or folders")
     p.add_argument("--checkpoint", required=True,
                    help="model.ckpt from `medcl ecg train`, a weights-only model.safetensors, or with "
                         "--engine onnxruntime a `medcl export --format onnx` folder")
@@ -100,6 +116,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="run the model in PyTorch (default) or onnxruntime (ONNX export folder)")
     p.add_argument("--out", help="folder for predictions.csv, predictions.json, errors.csv (else JSON on stdout)")
     p.add_argument("--batch-size", type=int, default=32, help="records per model pass (default 32)")
+    add_array_options(p)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

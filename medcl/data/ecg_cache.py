@@ -96,15 +96,18 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
 
 
 def _decode_all(npy: Path, records: list[str], params: DecodeParams, workers: int, chunk: int) -> None:
+    from medcl.utils import progress_bar
+
     spans = _chunks(len(records), chunk)
+    desc = f"ECG cache ({len(records)} records, chunks of {chunk})"
     if workers <= 1 or len(spans) == 1:
-        for a, b in spans:
+        for a, b in progress_bar(spans, desc):
             _decode_rows(str(npy), a, records[a:b], params)
         return
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = [pool.submit(_decode_rows, str(npy), a, records[a:b], params) for a, b in spans]
-        for fut in cf.as_completed(futures):
+        for fut in progress_bar(cf.as_completed(futures), desc, total=len(futures)):
             fut.result()
 
 

@@ -9,6 +9,12 @@ prototype's source training ECG beside the same window of the patient's ECG, as 
 
 Pages embed their images as base64 PNG, carry a Content-Security-Policy that forbids every
 network request, use no external fonts or scripts, and print on A4/Letter landscape.
+
+Nothing on a page or in ``report.json`` names a folder: records are shown by their id, prototype
+sources by their data set and record id, and paths inside error messages are cut to file names
+(:func:`redact_paths`). The header lists the labels stored in the record by name (SNOMED-CT/SCP
+code in small print), the basic measurements (:mod:`medcl.explain.ecg_measurements`) and the model
+card (:mod:`medcl.explain.model_card`).
 """
 
 from __future__ import annotations
@@ -52,12 +58,36 @@ class ECGInput:
         signal: ``(12, n)`` mV at ``fs`` for display (may be sampled finer than the model input).
         fs: sampling rate of ``signal`` in Hz.
         comments: the header's free-text comment lines (shown escaped).
+        labels: the record's own label codes with names (:func:`medcl.io.ecg_labels.describe_codes`).
+        derived_leads: leads computed from I and II because the file lacks them.
+        format: the file format (``wfdb``, ``dicom``, ...); empty when unknown.
     """
 
     record: str
     signal: np.ndarray
     fs: float
     comments: list[str] = field(default_factory=list)
+    labels: list[dict] = field(default_factory=list)
+    derived_leads: list[str] = field(default_factory=list)
+    format: str = ""
+
+
+_DIRS = re.compile(r"""(?<![\w>])(?:[A-Za-z]:)?(?:[\\/][^\\/\s:'"<>]+)+[\\/](?=[^\\/\s])""")
+
+
+def redact_paths(text: str) -> str:
+    """``text`` with the folder part of every absolute path removed (``/a/b/rec.hea: x`` -> ``rec.hea: x``)."""
+    return _DIRS.sub("", str(text))
+
+
+def public_name(record: str | Path) -> str:
+    """How a record is named in reports: its file/record name, without folders."""
+    return Path(str(record)).name or str(record)
+
+
+def visible_comments(comments: Sequence[str]) -> list[str]:
+    """Header comments worth showing: ``Dx:`` lines are left out (their codes are shown by name)."""
+    return [redact_paths(c) for c in comments if not c.strip().lower().startswith(("dx:", "snomedctcode:"))]
 
 
 SourceLookup = Callable[[str], "tuple[np.ndarray, float] | None"]
@@ -124,30 +154,44 @@ class ReportRenderer:
         ig_fs: sampling rate of the attributions (the model's input rate).
     """
 
-    def __init__(self, dpi: int = 200, ig_fs: float = 100.0) -> None:
+    def __init__(self, dpi: int = 200, ig_fs: float = 100.0, dataset: str = "training set") -> None:
         self.twelve = TwelveLeadPlot(dpi)
         self.local = ComparisonPlot(span_s=2.5, n_leads=3)
         self.whole = ComparisonPlot(span_s=10.0, n_leads=1, side_by_side=False)
         self.strip = AttributionStrip()
         self.ig_fs = ig_fs
+        self.dataset = dataset
 
     def record_data(
         self,
         record: Mapping[str, Any],
         attributions: Mapping[str, np.ndarray],
         html_name: str,
+        ecg: ECGInput | None = None,
     ) -> dict:
-        """The JSON-able content of one report (no images): metadata, findings, prototypes."""
+        """The JSON-able content of one report (no images, no folder names): metadata, labels in the
+        record, measurements, findings and their prototypes (source shown as data set + record id)."""
+        from medcl.explain.ecg_measurements import measure
+
         findings = sorted_findings(record)
         for f in findings:
             attr = attributions.get(f["code"])
             f["attribution"] = None if attr is None else attribution.summarise(attr, self.ig_fs)
+            f["prototypes"] = [
+                {**p, "source_record": public_name(p["source_record"]) if p.get("source_record") else None,
+                 "source_dataset": self.dataset if p.get("source_record") else None}
+                for p in f["prototypes"]
+            ]
         return {
-            "record": record["record"],
+            "record": public_name(record["record"]),
             "record_id": record["record_id"],
             "status": "ok",
             "html": html_name,
             "meta": dict(record.get("meta", {})),
+            "format": ecg.format if ecg is not None else "",
+            "labels_in_record": list(ecg.labels) if ecg is not None else [],
+            "derived_leads": list(ecg.derived_leads) if ecg is not None else [],
+            "measurements": measure(ecg.signal, ecg.fs).as_dict() if ecg is not None else None,
             "findings": findings,
         }
 
@@ -171,7 +215,7 @@ class ReportRenderer:
         leads = self._leads(proto.get("branch"), window_s, attr)
         source = sources(str(proto["source_record"])) if proto.get("source_record") else None
         src_panel = None if source is None else Panel(
-            source[0], source[1], f"Training ECG {Path(str(proto.get('source_record'))).name}", window_s)
+            source[0], source[1], f"Training ECG {public_name(proto['source_record'])}", window_s)
         patient = Panel(ecg.signal, ecg.fs, "This patient", window_s)
         plot = self.whole if whole else self.local
         return plot.render(src_panel, patient, leads)
@@ -182,8 +226,14 @@ class ReportRenderer:
         ecg: ECGInput,
         attributions: Mapping[str, np.ndarray],
         sources: SourceLookup,
+        record: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Data URIs of the report's figures: ``{"ecg", "attribution": {code}, "prototypes": {code: [..]}}``."""
+        """Data URIs of the report's figures: ``{"ecg", "attribution": {code}, "prototypes": {code: [..]}}``.
+
+        ``record`` (the predictions entry) supplies the prototypes' full source keys for ``sources``;
+        without it the (public) names in ``data`` are looked up.
+        """
+        full = {f["code"]: f["prototypes"] for f in sorted_findings(record)} if record is not None else {}
         note = "0.5 Hz high-pass; 3x4 layout, 2.5 s per column; lead II rhythm strip"
         out: dict[str, Any] = {
             "ecg": data_uri(self.twelve.render(ecg.signal, ecg.fs, note)),
@@ -196,16 +246,21 @@ class ReportRenderer:
                 smooth = max(1, round(ATTRIBUTION_SMOOTH_S * self.ig_fs))
                 out["attribution"][f["code"]] = data_uri(self.strip.render(attr, smooth))
             out["prototypes"][f["code"]] = [
-                data_uri(self._prototype_png(p, ecg, attr, sources)) for p in f["prototypes"]
+                data_uri(self._prototype_png(p, ecg, attr, sources)) for p in full.get(f["code"], f["prototypes"])
             ]
         return out
 
-    def render_html(self, data: Mapping[str, Any], ecg: ECGInput, images: Mapping[str, Any]) -> str:
-        """The report page for one ECG."""
+    def render_html(
+        self, data: Mapping[str, Any], ecg: ECGInput, images: Mapping[str, Any], card: Mapping[str, Any] | None = None
+    ) -> str:
+        """The report page for one ECG (``card``: :func:`medcl.explain.model_card.model_card`)."""
+        from medcl.explain.model_card import model_card
+
         return template_env().get_template("report.html.j2").render(
             rec=data,
             meta_rows=format_meta(data["meta"]),
-            comments=ecg.comments,
+            card=card if card is not None else model_card(None),
+            comments=visible_comments(ecg.comments),
             images=images,
             leads=LEADS,
             intended_use=INTENDED_USE,
@@ -219,10 +274,12 @@ def default_renderer() -> ReportRenderer:
     return ReportRenderer()
 
 
-def render_index(entries: Sequence[Mapping[str, Any]], title: str = "ECG prototype reports") -> str:
+def render_index(
+    entries: Sequence[Mapping[str, Any]], title: str = "ECG prototype reports", card: Mapping[str, Any] | None = None
+) -> str:
     """The batch index page: a sortable table of records, top findings, links and failures."""
     return template_env().get_template("index.html.j2").render(
-        entries=entries, title=title, intended_use=INTENDED_USE, generated=_now()
+        entries=entries, title=title, intended_use=INTENDED_USE, generated=_now(), card=card or {}
     )
 
 
@@ -232,8 +289,8 @@ def _now() -> str:
 
 def _failure(record: str, record_id: str, error: str) -> dict:
     """Index/JSON entry of a record whose report could not be produced."""
-    return {"record": str(record), "record_id": str(record_id), "status": "error", "error": error,
-            "meta": {}, "findings": []}
+    return {"record": public_name(record), "record_id": public_name(record_id), "status": "error",
+            "error": redact_paths(error), "meta": {}, "findings": []}
 
 
 def _no_sources(_: str) -> None:
@@ -250,6 +307,8 @@ def write_report_batch(
     failures: Sequence[Mapping[str, str]] = (),
     renderer: ReportRenderer | None = None,
     extra: Mapping[str, Any] | None = None,
+    card: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
 ) -> Path:
     """Write ``<record>.html`` per ECG, ``index.html`` and ``report.json`` into ``out_dir``.
 
@@ -262,13 +321,20 @@ def write_report_batch(
         failures: records that failed earlier, ``{"record", "error"}``; listed in the index.
         renderer: the figure objects to draw with (default: :func:`default_renderer`).
         extra: additional top-level fields for ``report.json`` (checkpoint, versions).
+        card: the model card (:func:`medcl.explain.model_card.model_card`; fallback when None).
+        progress: a progress bar (None: only when stderr is a terminal).
 
     Returns:
         Path of ``index.html``. A record that fails to render is listed with its error.
     """
+    from medcl.explain.model_card import model_card
+    from medcl.utils import progress_bar
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    card = dict(card) if card is not None else model_card(None)
     renderer = renderer or default_renderer()
+    renderer.dataset = card["dataset"]
     attributions = attributions or {}
     sources = sources or _no_sources
     taken = {"index", "report"}
@@ -276,16 +342,16 @@ def write_report_batch(
     by_record: dict[str, dict[str, np.ndarray]] = {}
     for (rec, code), a in attributions.items():
         by_record.setdefault(rec, {})[code] = a
-    for record in predictions.get("records", []):
+    for record in progress_bar(predictions.get("records", []), "reports", enable=progress):
         key = record["record"]
         try:
             if key not in ecgs:
                 raise MedclError(f"{key}: no signal was given for this record")
             stem = safe_stem(record["record_id"], taken)
             attr = by_record.get(key, {})
-            data = renderer.record_data(record, attr, f"{stem}.html")
-            images = renderer.images(data, ecgs[key], attr, sources)
-            write_text(out / f"{stem}.html", renderer.render_html(data, ecgs[key], images))
+            data = renderer.record_data(record, attr, f"{stem}.html", ecgs[key])
+            images = renderer.images(data, ecgs[key], attr, sources, record)
+            write_text(out / f"{stem}.html", renderer.render_html(data, ecgs[key], images, card))
             entries.append(data)
         except (ValueError, OSError) as exc:
             entries.append(_failure(key, record.get("record_id", key), str(exc)))
@@ -293,7 +359,8 @@ def write_report_batch(
         "intended_use": INTENDED_USE,
         "labels": list(predictions.get("labels", [])),
         "thresholds": dict(predictions.get("thresholds", {})),
-        **dict(extra or {}),
+        "model_card": card,
+        **{k: redact_paths(v) if isinstance(v, str) else v for k, v in dict(extra or {}).items()},
         "records": entries,
     })
-    return write_text(out / "index.html", render_index(entries))
+    return write_text(out / "index.html", render_index(entries, card=card))

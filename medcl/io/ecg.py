@@ -1,4 +1,11 @@
-"""12-lead ECG input: any WFDB record -> float32 mV, standard lead order, fixed rate and length.
+"""12-lead ECG input: any supported ECG file -> float32 mV, standard lead order, fixed rate and length.
+
+Formats (one interface, :func:`read_ecg`; chosen by content/extension in
+:func:`medcl.io.ecg_formats.detect_format`): WFDB (here), DICOM waveform, HDF5 (SPH layout),
+NumPy/CSV arrays (:mod:`medcl.io.ecg_formats`), HL7 aECG, GE MUSE and Philips XML
+(:mod:`medcl.io.ecg_xml`). A file with I, II and V1-V6 only (8 stored leads, as many carts and
+MUSE store them) gets III, aVR, aVL and aVF derived (Einthoven/Goldberger, :func:`standard_leads`);
+``ECGRecord.derived_leads`` names them.
 
 The preprocessing follows ProtoECGNet (Sethi et al., 2025, arXiv:2504.08713) and the PTB-XL
 benchmark (Strodthoff et al., 2021): 12 leads in the order I, II, III, aVR, aVL, aVF, V1-V6,
@@ -55,6 +62,8 @@ class ECGRecord:
         scp_codes: the PTB-XL SCP statements equivalent to ``dx_snomed`` (see :func:`snomed_to_scp`).
         source_fs: sampling rate of the file.
         source_n_samples: number of samples in the file.
+        format: the file format (:data:`medcl.io.ecg_formats.FORMATS`).
+        derived_leads: standard leads computed from I and II because the file lacks them.
     """
 
     signal: np.ndarray
@@ -68,6 +77,8 @@ class ECGRecord:
     scp_codes: list[str] = field(default_factory=list)
     source_fs: float = 0.0
     source_n_samples: int = 0
+    format: str = "wfdb"
+    derived_leads: list[str] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -163,6 +174,34 @@ def lead_indices(names: list[str], where: str | Path) -> np.ndarray:
     if missing:
         raise MedclError(f"{where}: missing leads {', '.join(missing)} (file has {', '.join(names)})")
     return np.array([position[j] for j in range(len(LEADS))])
+
+
+_LIMB = ("III", "aVR", "aVL", "aVF")
+
+
+def standard_leads(names: list[str], signal: np.ndarray, where: str | Path) -> tuple[np.ndarray, list[str]]:
+    """The ``(12, n)`` standard leads from the file's channels, deriving missing limb leads.
+
+    When all of III, aVR, aVL, aVF are absent but I and II present, they are computed from
+    Einthoven's and Goldberger's relations: III = II - I, aVR = -(I + II)/2, aVL = I - II/2,
+    aVF = II - I/2.
+
+    Returns:
+        ``(signal (12, n), derived lead names)``.
+
+    Raises:
+        MedclError: naming every standard lead that is missing and cannot be derived.
+    """
+    present = {str(n).strip().lower() for n in names}
+    if not any(lead.lower() in present for lead in _LIMB) and {"i", "ii"} <= present:
+        i1, i2 = (list(map(str.lower, map(str.strip, names))).index(k) for k in ("i", "ii"))
+        one, two = signal[i1], signal[i2]
+        extra = np.stack([two - one, -(one + two) / 2, one - two / 2, two - one / 2])
+        names, signal = [*names, *_LIMB], np.concatenate([signal, extra])
+        derived = list(_LIMB)
+    else:
+        derived = []
+    return signal[lead_indices(list(names), where)], derived
 
 
 def unit_factors(units: list[str | None], where: str | Path) -> np.ndarray:
@@ -291,62 +330,109 @@ def read_ecg(
     highpass: float | None = 0.5,
     crop: Crop = "start",
     min_fraction: float = 0.9,
+    source_fs: float | None = None,
+    source_leads: Sequence[str] | None = None,
 ) -> ECGRecord:
-    """Read a WFDB record as a preprocessed 12-lead ECG.
+    """Read an ECG file of any supported format as a preprocessed 12-lead ECG.
 
     Args:
-        path: record path with or without extension (``.hea``/``.mat``/``.dat``).
+        path: a WFDB record path with or without extension (``.hea``/``.mat``/``.dat``), or a
+            DICOM/HDF5/XML/``.npy``/``.csv`` file (see :mod:`medcl.io.ecg_formats`).
         fs: target sampling rate in Hz (100 default; 500 supported; any rate works; None keeps
             the file's rate).
         n_samples: target length; None keeps the resampled length.
         highpass: high-pass cut-off in Hz (0.5 per ProtoECGNet); None or 0 disables it.
         crop: which window a longer record keeps (``"start"`` or ``"center"``).
         min_fraction: shortest record, as a fraction of ``n_samples``, that is zero-padded.
+        source_fs, source_leads: sampling rate and lead names of an array file (``--fs``/``--leads``).
 
     Returns:
         The :class:`ECGRecord` (signal float32 ``(12, n)`` mV in :data:`LEADS` order).
 
     Raises:
-        MedclError: missing/corrupt files, missing leads, unknown units, NaNs, too-short records.
+        MedclError: missing/corrupt/unrecognised files, missing leads, unknown units, NaNs,
+            too-short records.
     """
-    base = record_base(path)
-    rec = _read_record(base)
-    idx = lead_indices(list(rec.sig_name), base)
-    mv = rec.p_signal[:, idx].T * unit_factors([rec.units[i] for i in idx], base)[:, None]
-    fs = float(rec.fs) if fs is None else float(fs)
-    signal = preprocess(mv, float(rec.fs), fs, n_samples, highpass, base, crop, min_fraction)
-    meta = parse_comments(list(rec.comments))
+    raw, base = read_raw_ecg(path, source_fs, source_leads)
+    mv, derived = standard_leads(raw.leads, raw.signal, base)
+    fs = raw.fs if fs is None else float(fs)
+    signal = preprocess(mv, raw.fs, fs, n_samples, highpass, base, crop, min_fraction)
     return ECGRecord(
         signal=signal,
         fs=fs,
-        record_id=base.name,
+        record_id=base.stem if raw.format != "wfdb" else base.name,
         path=base,
-        comments=list(rec.comments),
-        scp_codes=snomed_to_scp(meta["dx_snomed"]),
-        source_fs=float(rec.fs),
-        source_n_samples=int(rec.sig_len),
-        **meta,
+        age=raw.age,
+        sex=raw.sex,
+        comments=raw.comments,
+        dx_snomed=raw.dx_snomed,
+        scp_codes=snomed_to_scp(raw.dx_snomed),
+        source_fs=raw.fs,
+        source_n_samples=int(raw.signal.shape[-1]),
+        format=raw.format,
+        derived_leads=derived,
     )
 
 
-def inspect_ecg(path: str | Path) -> dict[str, Any]:
-    """Describe a WFDB record from its header alone (for ``medcl data inspect``).
+def read_raw_ecg(
+    path: str | Path, source_fs: float | None = None, source_leads: Sequence[str] | None = None
+) -> tuple[Any, Path]:
+    """The file's channels in mV as a :class:`medcl.io.ecg_formats.RawECG`, and the record path.
+
+    ``source_fs``/``source_leads`` describe arrays (``.npy``/``.csv``), which carry neither.
+    """
+    from medcl.io.ecg_formats import RawECG, detect_format, read_raw
+
+    fmt = detect_format(path)
+    if fmt != "wfdb":
+        return read_raw(path, fmt, source_fs, source_leads), Path(path)
+    base = record_base(path)
+    rec = _read_record(base)
+    used = [str(n).strip().lower() in _LEAD_INDEX for n in rec.sig_name]  # other channels' units are not needed
+    factors = np.array([unit_factors([u], base)[0] if k else 1.0 for u, k in zip(rec.units, used)])
+    meta = parse_comments(list(rec.comments))
+    raw = RawECG(
+        signal=rec.p_signal.T * factors[:, None], leads=list(rec.sig_name), fs=float(rec.fs), format="wfdb",
+        age=meta["age"], sex=meta["sex"], dx_snomed=meta["dx_snomed"], comments=list(rec.comments),
+    )
+    return raw, base
+
+
+def inspect_ecg(path: str | Path, source_fs: float | None = None, source_leads: Sequence[str] | None = None) -> dict:
+    """Describe an ECG file (for ``medcl data inspect``): a WFDB header alone, other formats decoded.
 
     Returns:
-        ``{"record_id", "path", "fs", "n_samples", "duration_s", "leads" (names as in the file),
-        "units", "files", "age", "sex", "dx_snomed", "scp_codes", "comments"}``.
+        ``{"record_id", "path", "format", "fs", "n_samples", "duration_s", "leads" (names as in the
+        file), "derived_leads", "units", "files", "age", "sex", "dx_snomed", "scp_codes", "comments"}``.
     """
+    from medcl.io.ecg_formats import detect_format
+
+    if detect_format(path) != "wfdb":
+        raw, p = read_raw_ecg(path, source_fs, source_leads)
+        _, derived = standard_leads(raw.leads, raw.signal, p)
+        n = int(raw.signal.shape[-1])
+        return {
+            "record_id": p.stem, "path": str(p), "format": raw.format, "fs": raw.fs, "n_samples": n,
+            "duration_s": n / raw.fs, "leads": raw.leads, "derived_leads": derived, "units": ["mV"] * len(raw.leads),
+            "files": [p.name], "age": raw.age, "sex": raw.sex, "dx_snomed": raw.dx_snomed,
+            "scp_codes": snomed_to_scp(raw.dx_snomed), "comments": raw.comments,
+        }
     base = record_base(path)
     header = _read_header(base)
     meta = parse_comments(list(header.comments or []))
     fs = float(header.fs)
+    names = list(header.sig_name or [])
+    present = {n.strip().lower() for n in names}
+    derived = list(_LIMB) if {"i", "ii"} <= present and not present & {x.lower() for x in _LIMB} else []
     return {
         "record_id": base.name,
         "path": str(base),
+        "format": "wfdb",
         "fs": fs,
         "n_samples": int(header.sig_len or 0),
         "duration_s": (header.sig_len or 0) / fs,
-        "leads": list(header.sig_name or []),
+        "leads": names,
+        "derived_leads": derived,
         "units": list(header.units or []),
         "files": list(dict.fromkeys(header.file_name or [])),
         **meta,
@@ -356,21 +442,28 @@ def inspect_ecg(path: str | Path) -> dict[str, Any]:
 
 
 def find_records(inputs: Sequence[str | os.PathLike]) -> list[str]:
-    """WFDB records named by ``inputs``: files/record names as given, folders expanded.
+    """ECG records named by ``inputs``: files/record names as given, folders expanded.
 
-    A folder contributes every record (``*.hea``) below it, sorted, as a record path without
-    extension. Duplicates are dropped, order is kept.
+    A folder contributes every WFDB record (``*.hea``, as a record path without extension) and
+    every DICOM/HDF5/XML/``.npy`` file below it (:data:`medcl.io.ecg_formats.FOLDER_SUFFIXES`),
+    sorted; CSV files only when named. Duplicates are dropped, order is kept.
 
     Raises:
-        MedclError: a folder that holds no WFDB header.
+        MedclError: a folder that holds no ECG file.
     """
+    from medcl.io.ecg_formats import FOLDER_SUFFIXES
+
     records: list[str] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(str(h.with_suffix("")) for h in p.rglob("*.hea"))
+            found = sorted(
+                str(h.with_suffix("")) if h.suffix == ".hea" else str(h)
+                for h in p.rglob("*")
+                if h.is_file() and (h.suffix == ".hea" or h.suffix.lower() in FOLDER_SUFFIXES)
+            )
             if not found:
-                raise MedclError(f"{item}: folder holds no WFDB records (*.hea)")
+                raise MedclError(f"{item}: folder holds no ECG files (*.hea, {', '.join(FOLDER_SUFFIXES)})")
             records += found
         else:
             records.append(str(item))

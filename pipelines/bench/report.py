@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ig-steps", type=int, default=16, help="Integrated Gradients steps")
     parser.add_argument("--workdir", default=None, help="where the reports go (default: a temp folder)")
     parser.add_argument("--checkpoint", default=None, help="attribute with this ProtoECGNet (default: a stand-in net)")
+    parser.add_argument("--full-model", action="store_true",
+                        help="attribute with an untrained full-size ProtoECGNet (configs/ecg/protoecgnet.yaml); "
+                             "timing does not depend on the weights")
     parser.add_argument("--quick", action="store_true", help="10 reports instead of --n")
 
 
@@ -109,10 +112,34 @@ def standin_net(labels: int = 71) -> Any:
     ).eval()
 
 
-def _attribution_net(checkpoint: str | None, labels: list[str]) -> tuple[Any, list[str], Any, str]:
-    """``(forward, labels, device, description)``: the checkpoint's network, or the stand-in net."""
+def full_size_forward(labels: list[str]) -> Any:
+    """The fused-probability forward of an untrained full-size ProtoECGNet (``configs/ecg/protoecgnet.yaml``)."""
+    from pathlib import Path
+
     import torch
 
+    from medcl.config import load_config
+    from medcl.pipelines.ecg import ECGConfig
+    from medcl.pipelines.ecg_train import build_net, head_probabilities, label_groups
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "ecg" / "protoecgnet.yaml"
+    cfg = load_config(ECGConfig, config if config.is_file() else None, [])
+    torch.manual_seed(0)
+    net = build_net(cfg, label_groups(labels), len(labels)).eval()
+
+    def forward(x: Any) -> Any:
+        return head_probabilities(net, net(x), "fusion")
+
+    return forward
+
+
+def _attribution_net(checkpoint: str | None, labels: list[str], full: bool = False) -> tuple[Any, list[str], Any, str]:
+    """``(forward, labels, device, description)``: the checkpoint's network, a full-size untrained
+    ProtoECGNet, or the stand-in net."""
+    import torch
+
+    if full and checkpoint is None:
+        return full_size_forward(labels), labels, torch.device("cpu"), "full-size ProtoECGNet (untrained)"
     if checkpoint is None:
         return standin_net(len(labels)), labels, torch.device("cpu"), "stand-in 1D conv (no checkpoint)"
     from medcl.pipelines.ecg_report import load_report_model
@@ -136,7 +163,8 @@ def run(args: argparse.Namespace) -> dict:
     n = 10 if args.quick else args.n
     data = synthetic_batch(n, seed=0)
     preds = data["predictions"]
-    forward, labels, device, net_name = _attribution_net(args.checkpoint, preds["labels"])
+    forward, labels, device, net_name = _attribution_net(args.checkpoint, preds["labels"],
+                                                         getattr(args, "full_model", False))
     index = {c: k for k, c in enumerate(labels)}
     pairs = [(i, r["record"], f["code"]) for i, r in enumerate(preds["records"]) for f in r["findings"]]
     t0 = time.perf_counter()

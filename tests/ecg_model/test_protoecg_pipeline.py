@@ -48,6 +48,9 @@ def test_fused_model_learns_and_prototypes_come_from_their_class(trained, synth)
     ckpt, out = trained
     data = load_model_checkpoint(ckpt, "ecg")
     assert data.extra["head"] == "fusion" and len(data.extra["thresholds"]) == 71
+    card = data.extra["model_card"]  # shown on every report
+    assert card["synthetic"] is True and card["dataset"] == synth.name and str(synth) not in card["training_data"]
+    assert card["n_train"] > card["n_validation"] > 0 and 0.0 <= card["validation_macro_auroc"] <= 1.0
     for branch, prov in data.extra["projection"].items():
         per_class = data.config["model"]["per_class"][branch]
         assert any(prov["labels"])  # sources were found
@@ -132,7 +135,7 @@ def test_predict_refuses_empty_folder_and_other_family(trained, tmp_path):
 
     ckpt, _ = trained
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MedclError, match="no WFDB records"):
+    with pytest.raises(MedclError, match="folder holds no ECG files"):
         predict([tmp_path / "empty"], ckpt)
     other = tmp_path / "zones.ckpt"
     torch.save({"medcl": {"family": "zones", "state_dict": {}}}, other)
