@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 from medcl.config import MedclModel, TrainConfig, dump_config
 from medcl.engine import MedclModule
 from medcl.errors import MedclError
+from medcl.pipelines.sepclr_evaluate import evaluate, evaluate_table
 
 __all__ = [
     "SepCLRConfig",
@@ -261,10 +262,11 @@ def train(cfg: SepCLRConfig, out_dir: str | os.PathLike, resume: str | os.PathLi
 
 # ---------------------------------------------------------------------------------------- embed
 def _encode(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> dict[str, np.ndarray]:
-    """One batch through the encoder(s) (autocast when ``dtype``), as float32 arrays by space prefix."""
+    """One batch through the encoder(s) and heads (autocast when ``dtype``), float32 arrays by column prefix:
+    ``c``, ``s``, ``zc``, ``zs`` (SepCLR) or ``h``, ``z`` (SimCLR)."""
     with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        out = net.embed(x)
-    named = {"h": out} if isinstance(out, torch.Tensor) else {"c": out[0], "s": out[1]}
+        out = net(x)
+    named = out._asdict() if hasattr(out, "_asdict") else {"h": out[0], "z": out[1]}
     return {k: v.float().cpu().numpy() for k, v in named.items()}
 
 
@@ -272,7 +274,8 @@ def _encode(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None) ->
 def embed_records(
     net: torch.nn.Module, cfg: SepCLRConfig, records: list[dict[str, Any]], load: bool = True
 ) -> dict[str, np.ndarray]:
-    """Encoder outputs ``{"c": (n, d_c), "s": (n, d_s)}`` (SepCLR) or ``{"h": (n, d)}`` (SimCLR)."""
+    """Encoder outputs ``{"c": (n, d_c), "s": (n, d_s)}`` and head outputs ``zc``, ``zs`` (SepCLR), or
+    ``{"h": (n, d), "z": (n, d)}`` (SimCLR)."""
     from monai.data import DataLoader, Dataset
 
     from medcl.engine.device import autocast_dtype, pick_device
@@ -294,8 +297,8 @@ def embed_records(
 def embed(checkpoint: str | os.PathLike, manifest: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Encoder outputs of every manifest row -> ``out_dir/embeddings.csv``.
 
-    Columns: ``subject``, ``group``, ``split`` (if given), the attributes, then ``c_*``/``s_*``
-    (SepCLR) or ``h_*`` (SimCLR). Images of any geometry are brought to the training grid by the
+    Columns: ``subject``, ``group``, ``split`` (if given), the attributes, then ``c_*``/``s_*`` and the
+    projection-head outputs ``zc_*``/``zs_*`` (SepCLR), or ``h_*``/``z_*`` (SimCLR). Images of any geometry are brought to the training grid by the
     training preprocessing.
     """
     from medcl.data.manifest import read_manifest
@@ -319,121 +322,6 @@ def embeddings_table(table, feats: dict[str, np.ndarray]):
     blocks = [table[cols].reset_index(drop=True)]
     blocks += [pd.DataFrame(v, columns=[f"{k}_{i}" for i in range(v.shape[1])]) for k, v in feats.items()]
     return pd.concat(blocks, axis=1)
-
-
-# ------------------------------------------------------------------------------------- evaluate
-_SPACES = {"c": "common", "s": "salient", "h": "simclr"}
-
-
-def _feature_spaces(table, source: str) -> dict[str, np.ndarray]:
-    spaces = {}
-    for prefix, name in _SPACES.items():
-        cols = [c for c in table.columns if c.startswith(f"{prefix}_") and c[2:].isdigit()]
-        if cols:
-            spaces[name] = table[cols].to_numpy(np.float64)
-    if not spaces:
-        raise MedclError(f"{source}: no c_*/s_*/h_* feature columns")
-    return spaces
-
-
-def _bg_tg(spaces: dict[str, np.ndarray], groups: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int):
-    from medcl.metrics.probes import probe_classification
-
-    return {
-        name: probe_classification(x[train], groups[train], x[test], groups[test], seed)["score"]
-        for name, x in spaces.items()
-    }
-
-
-def _leakage(probes: list[dict], salient_attrs: set[str]) -> dict[str, dict[str, float]]:
-    """Per attribute: score above chance in the space where it should be absent."""
-    out = {}
-    for row in probes:
-        if row["metric"] == "mae" or row["space"] == "simclr":
-            continue
-        expected = "salient" if row["attribute"] in salient_attrs else "common"
-        if row["space"] != expected:
-            out[row["attribute"]] = {"expected_space": expected, "excess_over_chance": row["score"] - row["chance"]}
-    return out
-
-
-def evaluate(embeddings: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0) -> dict:
-    """Linear probes of every attribute in each space, bg/tg accuracy, salient norms, PCA plots.
-
-    Writes ``out_dir/evaluation.json`` and (matplotlib) ``out_dir/plots/*.png``; returns the dict.
-    """
-    import pandas as pd
-
-    path = Path(embeddings)
-    if not path.is_file():
-        raise MedclError(f"{path}: embeddings file not found")
-    return evaluate_table(pd.read_csv(path), out_dir, seed, source=str(path))
-
-
-def evaluate_table(table, out_dir: str | os.PathLike | None, seed: int = 0, source: str = "embeddings") -> dict:
-    """:func:`evaluate` on an embeddings table in memory (``out_dir=None``: write nothing)."""
-    from medcl.data.manifest import GROUPS, RESERVED
-    from medcl.metrics.probes import probe_attribute, split_masks
-    from medcl.utils import write_json
-
-    if "group" not in table.columns:
-        raise MedclError(f"{source}: missing column 'group'")
-    spaces = _feature_spaces(table, source)
-    groups = table["group"].map(GROUPS).to_numpy()
-    if np.isnan(groups.astype(float)).any() or np.unique(groups).size < 2:
-        raise MedclError(f"{source}: 'group' must hold both 'background' and 'target' for evaluation")
-    groups = groups.astype(int)
-    split = table["split"].to_numpy() if "split" in table.columns else None
-    train, test = split_masks(len(table), split, groups, seed=seed)
-    feature_cols = {c for c in table.columns if c[:2] in ("c_", "s_", "h_") and c[2:].isdigit()}
-    attrs = [c for c in table.columns if c not in RESERVED and c not in feature_cols]
-    probes = [row for a in attrs for row in probe_attribute(spaces, table[a].to_numpy(), train, test, a, seed)]
-    salient_attrs = {a for a in attrs if table.loc[groups == 0, a].isna().all()}
-    result: dict[str, Any] = {
-        "probes": probes,
-        "bg_tg": _bg_tg(spaces, groups, train, test, seed),
-        "salient_norm": _salient_norms(spaces, groups),
-        "leakage": _leakage(probes, salient_attrs),
-        "n": {"train": int(train.sum()), "test": int(test.sum())},
-    }
-    if out_dir is not None:
-        write_json(Path(out_dir) / "evaluation.json", result)
-        _pca_plots(spaces, table, attrs, Path(out_dir) / "plots")
-    return result
-
-
-def _salient_norms(spaces: dict[str, np.ndarray], groups: np.ndarray) -> dict[str, float]:
-    if "salient" not in spaces:
-        return {}
-    norms = np.linalg.norm(spaces["salient"], axis=1)
-    return {name: float(norms[groups == g].mean()) for name, g in LABEL_MAP.items()}
-
-
-def _pca_plots(spaces: dict[str, np.ndarray], table, attrs: list[str], out: Path) -> list[Path]:
-    """2D PCA of each space coloured by group and by each attribute (PNG; no pyplot state touched)."""
-    import pandas as pd
-    from matplotlib.figure import Figure
-    from sklearn.decomposition import PCA
-
-    from medcl.utils import atomic_write_path
-
-    written = []
-    for space, x in spaces.items():
-        xy = PCA(n_components=2, random_state=0).fit_transform(x)
-        for colour in ["group", *attrs]:
-            values = table[colour]
-            numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-            codes = values.to_numpy(dtype=float) if numeric else values.astype("category").cat.codes.to_numpy()
-            fig = Figure(figsize=(4, 4))
-            ax = fig.subplots()
-            sc = ax.scatter(xy[:, 0], xy[:, 1], c=codes, s=6, cmap="tab10" if values.nunique() <= 10 else "viridis")
-            ax.set(title=f"{space} space, coloured by {colour}", xlabel="PC1", ylabel="PC2")
-            fig.colorbar(sc, ax=ax)
-            path = out / f"pca_{space}_{colour}.png"
-            with atomic_write_path(path) as tmp:
-                fig.savefig(tmp, dpi=80, bbox_inches="tight", format="png")
-            written.append(path)
-    return written
 
 
 # -------------------------------------------------------------------------------------- explain
