@@ -11,10 +11,8 @@ a linear model reads it from that space's features on held-out samples.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import numpy as np
