@@ -50,15 +50,18 @@ class SepCLRDataConfig(MedclModel):
     spatial_size: list[int] = Field(default_factory=lambda: [48, 48, 48], description="Crop/pad size (voxels).")
     pixdim: list[float] | None = Field(default_factory=lambda: [1.0, 1.0, 1.0], description="3D spacing in mm.")
     intensity: Literal["percentile", "none"] = "percentile"
-    batch_size: int = Field(32, ge=2, description="Even; half background, half target per batch.")
+    batch_size: int = Field(32, ge=2, description="balanced: even, half background and half target per batch.")
+    sampler: Literal["balanced", "natural"] = Field(
+        "balanced", description="balanced: 50/50 batches (smaller group recycled); natural: shuffled, drop_last."
+    )
     cache_rate: float = Field(1.0, ge=0.0, le=1.0, description="Fraction of preprocessed images cached.")
 
     @model_validator(mode="after")
     def _check_dims(self) -> SepCLRDataConfig:
         if len(self.spatial_size) != self.spatial_dims:
             raise ValueError(f"spatial_size has {len(self.spatial_size)} values; spatial_dims is {self.spatial_dims}")
-        if self.batch_size % 2:
-            raise ValueError("batch_size must be even (half background, half target)")
+        if self.batch_size % 2 and self.sampler == "balanced":
+            raise ValueError("batch_size must be even with sampler 'balanced' (half background, half target)")
         return self
 
 
@@ -70,7 +73,8 @@ class SepCLRModelConfig(MedclModel):
     depth: Literal[10, 18, 34, 50] = 18
     width: int = Field(64, ge=1, description="Channels of the first ResNet stage.")
     cifar_stem: bool = Field(True, description="3x3 stride-1 first conv, no max-pool (small inputs).")
-    in_channels: int = Field(1, ge=1)
+    in_channels: int = Field(1, ge=1, description="1: grey (RGB files converted by luma); 3: RGB (grey repeated).")
+    init: str = Field("random", description="'random', or a local ImageNet ResNet-18 state dict (.pth) for 2D encoders.")
 
 
 class SepCLRLossConfig(MedclModel):
@@ -117,6 +121,14 @@ class SepCLRConfig(MedclModel):
     optim: SepCLROptimConfig = Field(default_factory=SepCLROptimConfig)
     eval: SepCLREvalConfig = Field(default_factory=SepCLREvalConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _check_init(self) -> SepCLRConfig:
+        m = self.model
+        if m.init != "random" and (self.data.spatial_dims, m.depth, m.width, m.cifar_stem) != (2, 18, 64, False):
+            raise ValueError("model.init loads an ImageNet ResNet-18: needs data.spatial_dims=2, model.depth=18, "
+                             "model.width=64, model.cifar_stem=false (standard 7x7 stem; 224 px inputs)")  # fmt: skip
+        return self
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -187,6 +199,12 @@ class SepCLRModule(MedclModule):
         return torch.optim.Adam(self.net.parameters(), lr=self.cfg.optim.lr, weight_decay=self.cfg.optim.weight_decay)
 
 
+def _encoders(net: torch.nn.Module) -> list[torch.nn.Module]:
+    """The ResNet encoder(s) of a :class:`SepCLRNet` (common, salient) or :class:`SimCLRNet`."""
+    names = ("common_encoder", "salient_encoder", "encoder")
+    return [getattr(net, n) for n in names if hasattr(net, n)]
+
+
 def load_net(checkpoint: str | os.PathLike) -> tuple[torch.nn.Module, SepCLRConfig]:
     """The trained network (eval mode, CPU) and its config, loaded safely from a medcl checkpoint."""
     from medcl.engine import load_model_checkpoint, load_state_into
@@ -200,7 +218,7 @@ def load_net(checkpoint: str | os.PathLike) -> tuple[torch.nn.Module, SepCLRConf
 def _load_chain(cfg: SepCLRConfig) -> list:
     from medcl.transforms.sepclr import load_transforms
 
-    return load_transforms(cfg.data.spatial_dims)
+    return load_transforms(cfg.data.spatial_dims, channels=cfg.model.in_channels)
 
 
 def _preprocess_chain(cfg: SepCLRConfig) -> list:
@@ -216,7 +234,7 @@ def _transforms(cfg: SepCLRConfig, augment: bool, load: bool = True):
 
     d = cfg.data
     pixdim = d.pixdim if d.spatial_dims == 3 else None
-    return build_transforms(d.spatial_size, pixdim, d.intensity, augment=augment, load=load)
+    return build_transforms(d.spatial_size, pixdim, d.intensity, augment=augment, load=load, channels=cfg.model.in_channels)
 
 
 def records_from_manifest(manifest) -> list[dict[str, Any]]:
@@ -227,12 +245,15 @@ def records_from_manifest(manifest) -> list[dict[str, Any]]:
 def _train_loader(cfg: SepCLRConfig, records: list[dict[str, Any]], load: bool) -> torch.utils.data.DataLoader:
     from monai.data import CacheDataset, DataLoader
 
-    from medcl.data.samplers import GroupBalancedBatchSampler
+    from medcl.data.samplers import GroupBalancedBatchSampler, NaturalBatchSampler
 
     transform = _transforms(cfg, augment=True, load=load)
-    transform.set_random_state(seed=cfg.train.seed)
     ds = CacheDataset(records, transform=transform, cache_rate=cfg.data.cache_rate, num_workers=0, progress=False)
-    sampler = GroupBalancedBatchSampler([r["group"] for r in records], cfg.data.batch_size, seed=cfg.train.seed)
+    kind = GroupBalancedBatchSampler if cfg.data.sampler == "balanced" else NaturalBatchSampler
+    try:
+        sampler = kind([r["group"] for r in records], cfg.data.batch_size, seed=cfg.train.seed)
+    except ValueError as exc:
+        raise MedclError(f"data.sampler={cfg.data.sampler}: {exc}") from None
     return DataLoader(ds, batch_sampler=sampler, num_workers=cfg.train.num_workers)
 
 
@@ -252,8 +273,14 @@ def fit_records(
     write_text(out / "config.yaml", dump_config(cfg))
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     loader = _train_loader(cfg, records, load)
+    module = SepCLRModule(cfg)
+    if cfg.model.init != "random" and resume is None:
+        from medcl.nets.init import load_imagenet_resnet
+
+        for encoder in _encoders(module.net):
+            load_imagenet_resnet(encoder, cfg.model.init)
     trainer = build_trainer(cfg.train, out, use_distributed_sampler=False)
-    fit(trainer, SepCLRModule(cfg), resume=resume, train_dataloaders=loader)
+    fit(trainer, module, resume=resume, train_dataloaders=loader)
     return checkpoint_path(out, "last")
 
 
