@@ -104,3 +104,17 @@ def test_paper_needs_projection_columns_and_names_the_file(tmp_path):
     assert not (tmp_path / "out" / "evaluation.json").exists()
     evaluate(path, tmp_path / "out", protocol="medcl")
     assert json.loads((tmp_path / "out" / "evaluation.json").read_text())["protocol"] == "medcl"
+
+
+def test_bench_summary_reads_each_protocol_rows():
+    from medcl.pipelines.bench.sepclr import format_table, summary_table
+
+    table = _table()
+    result = {p: evaluate_table(table, None, protocol=p) for p in ("paper", "medcl")}
+    rows = summary_table({"texdigits": {"sepclr": {**result, "train_seconds": 1.0}}})
+    by_protocol = {r["protocol"]: r for r in rows}
+    assert by_protocol["paper"]["common_on_S"] == round(_row(result["paper"], "texture", "salient", "target")["score"], 3)
+    assert by_protocol["paper"]["common_on_S"] > 0.9 > 0.7 > by_protocol["medcl"]["common_on_S"]  # all rows
+    assert by_protocol["paper"]["bg_tg_S"] == round(result["paper"]["bg_tg"]["salient"], 3)
+    text = format_table(rows)
+    assert text.count("\n") == 3 and "| texdigits | sepclr | paper |" in text
