@@ -4,8 +4,9 @@ Contrastive training (SimCLR, SepCLR) sees two independently augmented views of 
 every random parameter is drawn per sample, but each operation runs once on the whole ``(B, C,
 *spatial)`` batch on the device the batch lives on (no per-sample Python loop). Presets:
 
-- ``basic``: small translations (2D: reflect-pad 4 px + random crop; 3D: random affine, +-10
-  degrees, +-3 voxels, 0.9-1.1 scale), a left-right flip (3D), intensity scaling, gamma and noise.
+- ``basic``: 2D: reflect-pad 4 px + random crop, intensity scaling, gamma, noise; 3D: random
+  affine (+-10 degrees, +-3 voxels, 0.9-1.1 scale), a left-right flip, bias field, gamma, Gaussian
+  smoothing and noise (the MONAI chain medcl used per sample before, now batched).
 - ``paper``: the augmentations of the official SepCLR code (Louiset et al., ICLR 2024), the SimCLR
   recipe (Chen et al., ICML 2020): ``RandomResizedCrop`` (area 0.2-1), horizontal flip, colour
   jitter (0.4, 0.4, 0.4, 0.1; p = 0.8), greyscale (p = 0.2) and optionally a rotation (45 degrees
@@ -16,6 +17,8 @@ every random parameter is drawn per sample, but each operation runs once on the 
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -28,12 +31,14 @@ from medcl.config import MedclModel
 
 __all__ = [
     "AugmentConfig",
+    "RandBiasField",
     "RandBrightnessContrast",
     "RandFlip",
     "RandGamma",
     "RandNoise",
     "RandResizedCrop3d",
     "RandScaleIntensity",
+    "RandSmooth",
     "build_augment",
 ]
 
@@ -119,6 +124,63 @@ class RandNoise(nn.Module):
         return torch.where(_draw(x, self.p), x + torch.randn_like(x) * _uniform(x, 0.0, self.std), x)
 
 
+class RandSmooth(nn.Module):
+    """Separable Gaussian smoothing with a per-sample, per-axis sigma ``~ U(*sigma)`` voxels, with
+    probability ``p`` (MONAI ``RandGaussianSmooth``); one grouped convolution per axis for the batch."""
+
+    def __init__(self, sigma: tuple[float, float] = (0.25, 1.0), p: float = 0.2, truncated: float = 4.0) -> None:
+        super().__init__()
+        self.sigma, self.p, self.radius = sigma, p, math.ceil(truncated * sigma[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, *spatial = x.shape
+        nd, r = len(spatial), self.radius
+        offsets = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+        conv = F.conv3d if nd == 3 else F.conv2d
+        out = x.reshape(1, b * c, *spatial)
+        for axis in range(nd):
+            sig = torch.empty(b, device=x.device, dtype=x.dtype).uniform_(*self.sigma)
+            kernel = torch.exp(-0.5 * (offsets[None] / sig[:, None]) ** 2)
+            kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (b * c, 2r + 1)
+            shape = [b * c, 1] + [1] * nd
+            shape[2 + axis] = 2 * r + 1
+            pad = [0] * (2 * nd)
+            pad[2 * (nd - 1 - axis)] = pad[2 * (nd - 1 - axis) + 1] = r  # F.pad lists the last axis first
+            out = conv(F.pad(out, pad, mode="replicate"), kernel.view(shape), groups=b * c)
+        return torch.where(_draw(x, self.p), out.view_as(x), x)
+
+
+class RandBiasField(nn.Module):
+    """Multiplicative smooth intensity field ``exp(sum_t c_t P_t)`` over products of Legendre
+    polynomials of total degree <= ``degree`` on [-1, 1]^d, ``c_t ~ U(*coeff)`` per sample, with
+    probability ``p`` (MONAI ``RandBiasField``'s model); one einsum for the batch."""
+
+    def __init__(self, degree: int = 3, coeff: tuple[float, float] = (0.0, 0.1), p: float = 0.3) -> None:
+        super().__init__()
+        self.degree, self.coeff, self.p = degree, coeff, p
+
+    @staticmethod
+    def _legendre(g: torch.Tensor, degree: int) -> list[torch.Tensor]:
+        polys = [torch.ones_like(g), g]
+        for n in range(1, degree):  # Bonnet's recursion
+            polys.append(((2 * n + 1) * g * polys[n] - n * polys[n - 1]) / (n + 1))
+        return polys[: degree + 1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spatial = x.shape[2:]
+        axes = [self._legendre(torch.linspace(-1, 1, n, device=x.device, dtype=x.dtype), self.degree) for n in spatial]
+        basis = []
+        for orders in itertools.product(range(self.degree + 1), repeat=len(spatial)):
+            if sum(orders) <= self.degree:
+                term = axes[0][orders[0]]
+                for axis in range(1, len(spatial)):
+                    term = term.unsqueeze(-1) * axes[axis][orders[axis]]
+                basis.append(term)
+        coeffs = torch.empty(x.shape[0], len(basis), device=x.device, dtype=x.dtype).uniform_(*self.coeff)
+        field = torch.exp(torch.einsum("bt,t...->b...", coeffs, torch.stack(basis)))[:, None]
+        return torch.where(_draw(x, self.p), x * field, x)
+
+
 class RandBrightnessContrast(nn.Module):
     """torchvision ``ColorJitter`` brightness and contrast for any dimensionality, unclamped (MRI
     intensities need not lie in [0, 1]): ``x * b``, then ``m + c (x - m)`` with ``m`` the sample's
@@ -159,11 +221,12 @@ def _basic(spatial_size: Sequence[int]) -> list[nn.Module]:
     import kornia.augmentation as K
 
     if len(spatial_size) == 2:
-        geometry = [K.RandomCrop(tuple(spatial_size), padding=4, padding_mode="reflect", p=1.0)]
-    else:
-        shift = tuple(3.0 / s for s in spatial_size)
-        geometry = [K.RandomAffine3D(10.0, translate=shift, scale=(0.9, 1.1), p=0.8), RandFlip(0, 0.5)]
-    return [*geometry, RandScaleIntensity(0.2, 0.5), RandGamma((0.7, 1.4), 0.5), RandNoise(0.03, 0.5)]
+        crop = K.RandomCrop(tuple(spatial_size), padding=4, padding_mode="reflect", p=1.0)
+        return [crop, RandScaleIntensity(0.2, 0.5), RandGamma((0.7, 1.4), 0.5), RandNoise(0.03, 0.5)]
+    shift = tuple(3.0 / s for s in spatial_size)
+    return [K.RandomAffine3D(10.0, translate=shift, scale=(0.9, 1.1), p=0.8), RandFlip(0, 0.5),
+            RandBiasField(3, (0.0, 0.1), 0.3), RandGamma((0.7, 1.4), 0.5), RandSmooth((0.25, 1.0), 0.2),
+            RandNoise(0.03, 0.5)]  # fmt: skip
 
 
 def _paper(cfg: AugmentConfig, spatial_size: Sequence[int], channels: int) -> list[nn.Module]:

@@ -11,10 +11,12 @@ from medcl.errors import MedclError
 from medcl.pipelines.sepclr import SepCLRConfig
 from medcl.transforms.batch_augment import (
     AugmentConfig,
+    RandBiasField,
     RandBrightnessContrast,
     RandFlip,
     RandGamma,
     RandResizedCrop3d,
+    RandSmooth,
     build_augment,
 )
 
@@ -92,3 +94,20 @@ def test_bad_augmentation_keys_are_one_line_config_errors():
     assert "\n" not in str(exc.value)
     cfg = load_config(SepCLRConfig, None, ["augment.preset=paper", "augment.rotation_degrees=45"])
     assert cfg.augment.preset == "paper" and cfg.augment.crop_scale == (0.2, 1.0)
+
+
+def test_smoothing_and_bias_field_by_hand():
+    torch.manual_seed(0)
+    x = torch.zeros(4, 1, 9, 9, 9)
+    x[:, :, 4, 4, 4] = 1.0  # an impulse: the output is the per-sample separable Gaussian kernel
+    out = RandSmooth((0.5, 1.0), p=1.0)(x)
+    torch.testing.assert_close(out.sum(dim=(1, 2, 3, 4)), torch.ones(4))  # normalised kernel, nothing lost
+    line = out[:, 0, :, 4, 4] / out[:, 0, 4, 4, 4:5]
+    sigma = (-0.5 / torch.log(line[:, 5])).sqrt()  # k(1) / k(0) = exp(-1 / (2 sigma^2))
+    assert torch.all((sigma > 0.5 - 1e-3) & (sigma < 1.0 + 1e-3)) and sigma.std() > 0.01
+    torch.testing.assert_close(line[:, 6], torch.exp(-2.0 / sigma**2))  # k(2) / k(0) with the same sigma
+    flat = torch.ones(3, 1, 8, 8, 8)
+    field = RandBiasField(3, (0.0, 0.1), p=1.0)(flat)
+    assert torch.all(field > 0) and field.std() > 0
+    log_field = field.log()  # a polynomial of degree <= 3 in each coordinate: 4th differences vanish
+    torch.testing.assert_close(torch.diff(log_field, n=4, dim=2), torch.zeros(3, 1, 4, 8, 8), atol=1e-5, rtol=0)

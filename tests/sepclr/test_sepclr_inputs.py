@@ -16,8 +16,6 @@ from medcl.nets.init import load_imagenet_resnet
 from medcl.nets.sepclr import build_encoder
 from medcl.transforms.sepclr import build_transforms
 
-torch.set_num_threads(2)
-
 
 def _rgb(seed: int, size: int = 32) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
