@@ -19,6 +19,8 @@ from pydantic import Field, model_validator
 from medcl.config import MedclModel, TrainConfig, dump_config
 from medcl.engine import MedclModule
 from medcl.errors import MedclError
+from medcl.pipelines.sepclr_evaluate import evaluate, evaluate_table
+from medcl.transforms.batch_augment import AugmentConfig
 
 __all__ = [
     "SepCLRConfig",
@@ -48,15 +50,18 @@ class SepCLRDataConfig(MedclModel):
     spatial_size: list[int] = Field(default_factory=lambda: [48, 48, 48], description="Crop/pad size (voxels).")
     pixdim: list[float] | None = Field(default_factory=lambda: [1.0, 1.0, 1.0], description="3D spacing in mm.")
     intensity: Literal["percentile", "none"] = "percentile"
-    batch_size: int = Field(32, ge=2, description="Even; half background, half target per batch.")
+    batch_size: int = Field(32, ge=2, description="balanced: even, half background and half target per batch.")
+    sampler: Literal["balanced", "natural"] = Field(
+        "balanced", description="balanced: 50/50 batches (smaller group recycled); natural: shuffled, drop_last."
+    )
     cache_rate: float = Field(1.0, ge=0.0, le=1.0, description="Fraction of preprocessed images cached.")
 
     @model_validator(mode="after")
     def _check_dims(self) -> SepCLRDataConfig:
         if len(self.spatial_size) != self.spatial_dims:
             raise ValueError(f"spatial_size has {len(self.spatial_size)} values; spatial_dims is {self.spatial_dims}")
-        if self.batch_size % 2:
-            raise ValueError("batch_size must be even (half background, half target)")
+        if self.batch_size % 2 and self.sampler == "balanced":
+            raise ValueError("batch_size must be even with sampler 'balanced' (half background, half target)")
         return self
 
 
@@ -68,7 +73,8 @@ class SepCLRModelConfig(MedclModel):
     depth: Literal[10, 18, 34, 50] = 18
     width: int = Field(64, ge=1, description="Channels of the first ResNet stage.")
     cifar_stem: bool = Field(True, description="3x3 stride-1 first conv, no max-pool (small inputs).")
-    in_channels: int = Field(1, ge=1)
+    in_channels: int = Field(1, ge=1, description="1: grey (RGB files converted by luma); 3: RGB (grey repeated).")
+    init: str = Field("random", description="'random', or a local ImageNet ResNet-18 state dict (.pth) for 2D encoders.")
 
 
 class SepCLRLossConfig(MedclModel):
@@ -109,11 +115,20 @@ class SepCLRConfig(MedclModel):
 
     baseline: Literal["sepclr", "simclr"] = "sepclr"
     data: SepCLRDataConfig = Field(default_factory=SepCLRDataConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     model: SepCLRModelConfig = Field(default_factory=SepCLRModelConfig)
     loss: SepCLRLossConfig = Field(default_factory=SepCLRLossConfig)
     optim: SepCLROptimConfig = Field(default_factory=SepCLROptimConfig)
     eval: SepCLREvalConfig = Field(default_factory=SepCLREvalConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _check_init(self) -> SepCLRConfig:
+        m = self.model
+        if m.init != "random" and (self.data.spatial_dims, m.depth, m.width, m.cifar_stem) != (2, 18, 64, False):
+            raise ValueError("model.init loads an ImageNet ResNet-18: needs data.spatial_dims=2, model.depth=18, "
+                             "model.width=64, model.cifar_stem=false (standard 7x7 stem; 224 px inputs)")  # fmt: skip
+        return self
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -135,8 +150,11 @@ class SepCLRModule(MedclModule):
     family = "sepclr"
 
     def __init__(self, cfg: SepCLRConfig) -> None:
+        from medcl.transforms.batch_augment import build_augment
+
         super().__init__(build_net(cfg), cfg.model_dump(mode="json"), dict(LABEL_MAP))
         self.cfg = cfg
+        self.augment = build_augment(cfg.augment, cfg.data.spatial_size, cfg.model.in_channels)
         # 2D convolutions run ~10% faster channels-last on CPU (oneDNN) and on GPU tensor cores
         self.memory_format = torch.channels_last if cfg.data.spatial_dims == 2 else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)
@@ -160,9 +178,16 @@ class SepCLRModule(MedclModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=v1.shape[0])
         return loss
 
+    @torch.no_grad()
+    def views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two independently augmented views of a batch, made on its device in float32 (batched ops)."""
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            v1, v2 = self.augment(x), self.augment(x)
+        return v1.contiguous(memory_format=self.memory_format), v2.contiguous(memory_format=self.memory_format)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        v1 = batch["view1"].contiguous(memory_format=self.memory_format)
-        v2 = batch["view2"].contiguous(memory_format=self.memory_format)
+        v1, v2 = self.views(batch["image"])
         if self.cfg.baseline == "simclr":
             return self._simclr_step(v1, v2)
         o1, o2 = self.net(v1), self.net(v2)
@@ -172,6 +197,12 @@ class SepCLRModule(MedclModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.net.parameters(), lr=self.cfg.optim.lr, weight_decay=self.cfg.optim.weight_decay)
+
+
+def _encoders(net: torch.nn.Module) -> list[torch.nn.Module]:
+    """The ResNet encoder(s) of a :class:`SepCLRNet` (common, salient) or :class:`SimCLRNet`."""
+    names = ("common_encoder", "salient_encoder", "encoder")
+    return [getattr(net, n) for n in names if hasattr(net, n)]
 
 
 def load_net(checkpoint: str | os.PathLike) -> tuple[torch.nn.Module, SepCLRConfig]:
@@ -187,7 +218,7 @@ def load_net(checkpoint: str | os.PathLike) -> tuple[torch.nn.Module, SepCLRConf
 def _load_chain(cfg: SepCLRConfig) -> list:
     from medcl.transforms.sepclr import load_transforms
 
-    return load_transforms(cfg.data.spatial_dims)
+    return load_transforms(cfg.data.spatial_dims, channels=cfg.model.in_channels)
 
 
 def _preprocess_chain(cfg: SepCLRConfig) -> list:
@@ -203,7 +234,7 @@ def _transforms(cfg: SepCLRConfig, augment: bool, load: bool = True):
 
     d = cfg.data
     pixdim = d.pixdim if d.spatial_dims == 3 else None
-    return build_transforms(d.spatial_size, pixdim, d.intensity, augment=augment, load=load)
+    return build_transforms(d.spatial_size, pixdim, d.intensity, augment=augment, load=load, channels=cfg.model.in_channels)
 
 
 def records_from_manifest(manifest) -> list[dict[str, Any]]:
@@ -214,12 +245,15 @@ def records_from_manifest(manifest) -> list[dict[str, Any]]:
 def _train_loader(cfg: SepCLRConfig, records: list[dict[str, Any]], load: bool) -> torch.utils.data.DataLoader:
     from monai.data import CacheDataset, DataLoader
 
-    from medcl.data.samplers import GroupBalancedBatchSampler
+    from medcl.data.samplers import GroupBalancedBatchSampler, NaturalBatchSampler
 
     transform = _transforms(cfg, augment=True, load=load)
-    transform.set_random_state(seed=cfg.train.seed)
     ds = CacheDataset(records, transform=transform, cache_rate=cfg.data.cache_rate, num_workers=0, progress=False)
-    sampler = GroupBalancedBatchSampler([r["group"] for r in records], cfg.data.batch_size, seed=cfg.train.seed)
+    kind = GroupBalancedBatchSampler if cfg.data.sampler == "balanced" else NaturalBatchSampler
+    try:
+        sampler = kind([r["group"] for r in records], cfg.data.batch_size, seed=cfg.train.seed)
+    except ValueError as exc:
+        raise MedclError(f"data.sampler={cfg.data.sampler}: {exc}") from None
     return DataLoader(ds, batch_sampler=sampler, num_workers=cfg.train.num_workers)
 
 
@@ -239,8 +273,14 @@ def fit_records(
     write_text(out / "config.yaml", dump_config(cfg))
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     loader = _train_loader(cfg, records, load)
+    module = SepCLRModule(cfg)
+    if cfg.model.init != "random" and resume is None:
+        from medcl.nets.init import load_imagenet_resnet
+
+        for encoder in _encoders(module.net):
+            load_imagenet_resnet(encoder, cfg.model.init)
     trainer = build_trainer(cfg.train, out, use_distributed_sampler=False)
-    fit(trainer, SepCLRModule(cfg), resume=resume, train_dataloaders=loader)
+    fit(trainer, module, resume=resume, train_dataloaders=loader)
     return checkpoint_path(out, "last")
 
 
@@ -261,10 +301,11 @@ def train(cfg: SepCLRConfig, out_dir: str | os.PathLike, resume: str | os.PathLi
 
 # ---------------------------------------------------------------------------------------- embed
 def _encode(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> dict[str, np.ndarray]:
-    """One batch through the encoder(s) (autocast when ``dtype``), as float32 arrays by space prefix."""
+    """One batch through the encoder(s) and heads (autocast when ``dtype``), float32 arrays by column prefix:
+    ``c``, ``s``, ``zc``, ``zs`` (SepCLR) or ``h``, ``z`` (SimCLR)."""
     with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        out = net.embed(x)
-    named = {"h": out} if isinstance(out, torch.Tensor) else {"c": out[0], "s": out[1]}
+        out = net(x)
+    named = out._asdict() if hasattr(out, "_asdict") else {"h": out[0], "z": out[1]}
     return {k: v.float().cpu().numpy() for k, v in named.items()}
 
 
@@ -272,7 +313,8 @@ def _encode(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None) ->
 def embed_records(
     net: torch.nn.Module, cfg: SepCLRConfig, records: list[dict[str, Any]], load: bool = True
 ) -> dict[str, np.ndarray]:
-    """Encoder outputs ``{"c": (n, d_c), "s": (n, d_s)}`` (SepCLR) or ``{"h": (n, d)}`` (SimCLR)."""
+    """Encoder outputs ``{"c": (n, d_c), "s": (n, d_s)}`` and head outputs ``zc``, ``zs`` (SepCLR), or
+    ``{"h": (n, d), "z": (n, d)}`` (SimCLR)."""
     from monai.data import DataLoader, Dataset
 
     from medcl.engine.device import autocast_dtype, pick_device
@@ -294,8 +336,8 @@ def embed_records(
 def embed(checkpoint: str | os.PathLike, manifest: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Encoder outputs of every manifest row -> ``out_dir/embeddings.csv``.
 
-    Columns: ``subject``, ``group``, ``split`` (if given), the attributes, then ``c_*``/``s_*``
-    (SepCLR) or ``h_*`` (SimCLR). Images of any geometry are brought to the training grid by the
+    Columns: ``subject``, ``group``, ``split`` (if given), the attributes, then ``c_*``/``s_*`` and the
+    projection-head outputs ``zc_*``/``zs_*`` (SepCLR), or ``h_*``/``z_*`` (SimCLR). Images of any geometry are brought to the training grid by the
     training preprocessing.
     """
     from medcl.data.manifest import read_manifest
@@ -319,121 +361,6 @@ def embeddings_table(table, feats: dict[str, np.ndarray]):
     blocks = [table[cols].reset_index(drop=True)]
     blocks += [pd.DataFrame(v, columns=[f"{k}_{i}" for i in range(v.shape[1])]) for k, v in feats.items()]
     return pd.concat(blocks, axis=1)
-
-
-# ------------------------------------------------------------------------------------- evaluate
-_SPACES = {"c": "common", "s": "salient", "h": "simclr"}
-
-
-def _feature_spaces(table, source: str) -> dict[str, np.ndarray]:
-    spaces = {}
-    for prefix, name in _SPACES.items():
-        cols = [c for c in table.columns if c.startswith(f"{prefix}_") and c[2:].isdigit()]
-        if cols:
-            spaces[name] = table[cols].to_numpy(np.float64)
-    if not spaces:
-        raise MedclError(f"{source}: no c_*/s_*/h_* feature columns")
-    return spaces
-
-
-def _bg_tg(spaces: dict[str, np.ndarray], groups: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int):
-    from medcl.metrics.probes import probe_classification
-
-    return {
-        name: probe_classification(x[train], groups[train], x[test], groups[test], seed)["score"]
-        for name, x in spaces.items()
-    }
-
-
-def _leakage(probes: list[dict], salient_attrs: set[str]) -> dict[str, dict[str, float]]:
-    """Per attribute: score above chance in the space where it should be absent."""
-    out = {}
-    for row in probes:
-        if row["metric"] == "mae" or row["space"] == "simclr":
-            continue
-        expected = "salient" if row["attribute"] in salient_attrs else "common"
-        if row["space"] != expected:
-            out[row["attribute"]] = {"expected_space": expected, "excess_over_chance": row["score"] - row["chance"]}
-    return out
-
-
-def evaluate(embeddings: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0) -> dict:
-    """Linear probes of every attribute in each space, bg/tg accuracy, salient norms, PCA plots.
-
-    Writes ``out_dir/evaluation.json`` and (matplotlib) ``out_dir/plots/*.png``; returns the dict.
-    """
-    import pandas as pd
-
-    path = Path(embeddings)
-    if not path.is_file():
-        raise MedclError(f"{path}: embeddings file not found")
-    return evaluate_table(pd.read_csv(path), out_dir, seed, source=str(path))
-
-
-def evaluate_table(table, out_dir: str | os.PathLike | None, seed: int = 0, source: str = "embeddings") -> dict:
-    """:func:`evaluate` on an embeddings table in memory (``out_dir=None``: write nothing)."""
-    from medcl.data.manifest import GROUPS, RESERVED
-    from medcl.metrics.probes import probe_attribute, split_masks
-    from medcl.utils import write_json
-
-    if "group" not in table.columns:
-        raise MedclError(f"{source}: missing column 'group'")
-    spaces = _feature_spaces(table, source)
-    groups = table["group"].map(GROUPS).to_numpy()
-    if np.isnan(groups.astype(float)).any() or np.unique(groups).size < 2:
-        raise MedclError(f"{source}: 'group' must hold both 'background' and 'target' for evaluation")
-    groups = groups.astype(int)
-    split = table["split"].to_numpy() if "split" in table.columns else None
-    train, test = split_masks(len(table), split, groups, seed=seed)
-    feature_cols = {c for c in table.columns if c[:2] in ("c_", "s_", "h_") and c[2:].isdigit()}
-    attrs = [c for c in table.columns if c not in RESERVED and c not in feature_cols]
-    probes = [row for a in attrs for row in probe_attribute(spaces, table[a].to_numpy(), train, test, a, seed)]
-    salient_attrs = {a for a in attrs if table.loc[groups == 0, a].isna().all()}
-    result: dict[str, Any] = {
-        "probes": probes,
-        "bg_tg": _bg_tg(spaces, groups, train, test, seed),
-        "salient_norm": _salient_norms(spaces, groups),
-        "leakage": _leakage(probes, salient_attrs),
-        "n": {"train": int(train.sum()), "test": int(test.sum())},
-    }
-    if out_dir is not None:
-        write_json(Path(out_dir) / "evaluation.json", result)
-        _pca_plots(spaces, table, attrs, Path(out_dir) / "plots")
-    return result
-
-
-def _salient_norms(spaces: dict[str, np.ndarray], groups: np.ndarray) -> dict[str, float]:
-    if "salient" not in spaces:
-        return {}
-    norms = np.linalg.norm(spaces["salient"], axis=1)
-    return {name: float(norms[groups == g].mean()) for name, g in LABEL_MAP.items()}
-
-
-def _pca_plots(spaces: dict[str, np.ndarray], table, attrs: list[str], out: Path) -> list[Path]:
-    """2D PCA of each space coloured by group and by each attribute (PNG; no pyplot state touched)."""
-    import pandas as pd
-    from matplotlib.figure import Figure
-    from sklearn.decomposition import PCA
-
-    from medcl.utils import atomic_write_path
-
-    written = []
-    for space, x in spaces.items():
-        xy = PCA(n_components=2, random_state=0).fit_transform(x)
-        for colour in ["group", *attrs]:
-            values = table[colour]
-            numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-            codes = values.to_numpy(dtype=float) if numeric else values.astype("category").cat.codes.to_numpy()
-            fig = Figure(figsize=(4, 4))
-            ax = fig.subplots()
-            sc = ax.scatter(xy[:, 0], xy[:, 1], c=codes, s=6, cmap="tab10" if values.nunique() <= 10 else "viridis")
-            ax.set(title=f"{space} space, coloured by {colour}", xlabel="PC1", ylabel="PC2")
-            fig.colorbar(sc, ax=ax)
-            path = out / f"pca_{space}_{colour}.png"
-            with atomic_write_path(path) as tmp:
-                fig.savefig(tmp, dpi=80, bbox_inches="tight", format="png")
-            written.append(path)
-    return written
 
 
 # -------------------------------------------------------------------------------------- explain

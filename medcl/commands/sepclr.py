@@ -35,8 +35,8 @@ def _embed(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from medcl.pipelines.sepclr import evaluate
 
-    result = evaluate(args.embeddings, args.out, seed=args.seed)
-    print(json.dumps({k: result[k] for k in ("bg_tg", "salient_norm")}, indent=2))
+    result = evaluate(args.embeddings, args.out, seed=args.seed, protocol=args.protocol)
+    print(json.dumps({k: result[k] for k in ("protocol", "bg_tg", "salient_norm")}, indent=2))
     print(f"evaluation: {args.out}/evaluation.json")
     return 0
 
@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--embeddings", required=True, help="embeddings.csv from 'medcl sepclr embed'")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--protocol", choices=["paper", "medcl"], default="medcl",
+                   help="paper: the official SepCLR probes (target rows only, unscaled LR accuracy / LinearRegression "
+                   "MAE, bg/tg on projection-head outputs); medcl: standardised probes, balanced accuracy")  # fmt: skip
 
     p = add_command(group, "explain", "Integrated-Gradients maps of ||s|| for target scans (NIfTI overlays)", _explain)
     p.add_argument("--checkpoint", required=True)

@@ -1,8 +1,10 @@
-"""Group-balanced batch sampling: every batch holds background and target samples (SepCLR).
+"""Batch samplers for SepCLR: group-balanced (50/50) or natural proportions.
 
-The SepCLR losses need both groups in each batch (Louiset et al., ICLR 2024). Each batch takes
-half its samples from each group, drawn from per-epoch random permutations (the smaller group is
-recycled). Under DDP each rank gets its own balanced batches.
+The SepCLR losses need both groups in each batch (Louiset et al., ICLR 2024).
+:class:`GroupBalancedBatchSampler` takes half of each batch from each group, drawn from per-epoch
+random permutations (the smaller group is recycled). :class:`NaturalBatchSampler` shuffles all
+samples and cuts batches with ``drop_last``, as the official code does, so groups keep their
+natural proportions. Under DDP each rank gets its own batches.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["GroupBalancedBatchSampler"]
+__all__ = ["GroupBalancedBatchSampler", "NaturalBatchSampler"]
+
+
+def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """``(num_replicas, rank)``: the given values, else ``torch.distributed``'s when initialised, else ``(1, 0)``."""
+    distributed = dist.is_available() and dist.is_initialized()
+    replicas = num_replicas if num_replicas is not None else (dist.get_world_size() if distributed else 1)
+    return replicas, rank if rank is not None else (dist.get_rank() if distributed else 0)
 
 
 class GroupBalancedBatchSampler(Sampler[list[int]]):
@@ -46,9 +55,7 @@ class GroupBalancedBatchSampler(Sampler[list[int]]):
         self.batch_size = batch_size
         self.seed = seed
         self.epoch = 0
-        distributed = dist.is_available() and dist.is_initialized()
-        self.num_replicas = num_replicas if num_replicas is not None else (dist.get_world_size() if distributed else 1)
-        self.rank = rank if rank is not None else (dist.get_rank() if distributed else 0)
+        self.num_replicas, self.rank = _world(num_replicas, rank)
         total = num_batches if num_batches is not None else -(-groups.size // batch_size)
         self.num_batches = max(1, -(-total // self.num_replicas))  # per rank
 
@@ -70,4 +77,44 @@ class GroupBalancedBatchSampler(Sampler[list[int]]):
         n_all = self.num_batches * self.num_replicas
         per_group = [self._stream(m, n_all * half, rng).reshape(n_all, half) for m in self.members]
         batches = np.concatenate(per_group, axis=1)[self.rank :: self.num_replicas]
+        yield from (b.tolist() for b in batches)
+
+
+class NaturalBatchSampler(Sampler[list[int]]):
+    """Shuffled batches at the natural group proportions, ``drop_last`` (the official SepCLR loader).
+
+    Args:
+        groups: per-sample group id (only its length is used; kept for the same signature).
+        batch_size: samples per batch (>= 2).
+        seed: base seed; epoch ``e`` shuffles with ``(seed, e)``.
+        num_replicas: DDP world size (default: from ``torch.distributed``, else 1).
+        rank: this process's rank.
+    """
+
+    def __init__(
+        self,
+        groups: Sequence[int] | np.ndarray,
+        batch_size: int,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        self.n = len(groups)
+        if batch_size < 2 or batch_size * max(1, num_replicas or 1) > self.n:
+            raise ValueError(f"batch_size {batch_size} needs at least that many samples per rank; got {self.n}")
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+        self.num_replicas, self.rank = _world(num_replicas, rank)
+        self.num_batches = self.n // batch_size // self.num_replicas  # per rank; the rest is dropped
+
+    def set_epoch(self, epoch: int) -> None:
+        """Shuffle anew for ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        used = self.num_batches * self.num_replicas * self.batch_size
+        batches = order[:used].reshape(-1, self.batch_size)[self.rank :: self.num_replicas]
         yield from (b.tolist() for b in batches)

@@ -1,21 +1,42 @@
-"""Linear probes of learned representations (standardised features, fixed seed).
+"""Linear probes of learned representations (fixed seed), under two protocols.
 
 Used to evaluate contrastive analysis (Louiset et al., ICLR 2024): an attribute is "in" a space when
 a linear model reads it from that space's features on held-out samples.
+
+- ``medcl``: standardised features, ``LogisticRegression`` scored by balanced accuracy, ``Ridge``
+  scored by R^2 and MAE.
+- ``paper``: the official SepCLR evaluation: unscaled default ``LogisticRegression`` scored by plain
+  accuracy, ``LinearRegression`` scored by MAE.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Literal
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import balanced_accuracy_score, mean_absolute_error, r2_score
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, mean_absolute_error, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["is_categorical", "probe_attribute", "probe_classification", "probe_regression", "split_masks"]
+__all__ = [
+    "PROTOCOLS",
+    "Protocol",
+    "is_categorical",
+    "probe_attribute",
+    "probe_classification",
+    "probe_classification_paper",
+    "probe_regression",
+    "probe_regression_paper",
+    "split_masks",
+]
+
+Protocol = Literal["paper", "medcl"]
+PROTOCOLS: tuple[str, ...] = ("paper", "medcl")
 
 _MAX_CLASSES = 20
 
@@ -72,6 +93,38 @@ def probe_regression(
     ]
 
 
+def probe_classification_paper(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int = 0
+) -> dict[str, float]:
+    """The official SepCLR probe: default ``LogisticRegression`` on raw features, plain accuracy.
+
+    Chance is the accuracy of always predicting the most frequent training class. The default
+    ``max_iter`` (100) is kept, as in the official code; its convergence warnings are silenced.
+    """
+    model = LogisticRegression(random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x_train, y_train)
+    classes, counts = np.unique(y_train, return_counts=True)
+    chance = float(np.mean(np.asarray(y_test) == classes[np.argmax(counts)]))
+    return {"metric": "accuracy", "score": float(accuracy_score(y_test, model.predict(x_test))), "chance": chance}
+
+
+def probe_regression_paper(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int = 0
+) -> list[dict[str, float]]:
+    """The official SepCLR regression probe: ``LinearRegression`` on raw features, MAE (chance: the train mean)."""
+    pred = LinearRegression().fit(x_train, y_train).predict(x_test)
+    mean_mae = mean_absolute_error(y_test, np.full_like(y_test, y_train.mean(), dtype=float))
+    return [{"metric": "mae", "score": float(mean_absolute_error(y_test, pred)), "chance": float(mean_mae)}]
+
+
+_PROBES: dict[str, tuple[Callable[..., dict], Callable[..., list[dict]]]] = {
+    "medcl": (probe_classification, probe_regression),
+    "paper": (probe_classification_paper, probe_regression_paper),
+}
+
+
 def probe_attribute(
     spaces: Mapping[str, np.ndarray],
     values: np.ndarray,
@@ -79,6 +132,7 @@ def probe_attribute(
     test: np.ndarray,
     name: str,
     seed: int = 0,
+    protocol: Protocol = "medcl",
 ) -> list[dict]:
     """Probe one attribute in each feature space, on the rows where it is defined.
 
@@ -88,6 +142,8 @@ def probe_attribute(
         train: ``(n,)`` boolean train mask; ``test`` likewise.
         name: attribute name written into each result row.
         seed: probe seed.
+        protocol: ``"medcl"`` (standardised, balanced accuracy, R^2 + MAE) or ``"paper"`` (raw
+            features, accuracy, MAE), see the module docstring.
 
     Returns:
         Rows ``{"attribute", "space", "metric", "score", "chance"}`` (none if too few samples).
@@ -99,12 +155,13 @@ def probe_attribute(
     tr, te = train[defined], test[defined]
     if tr.sum() < 4 or te.sum() < 2 or (categorical and np.unique(y[tr]).size < 2):
         return []
+    classify, regress = _PROBES[protocol]
     rows = []
     for space, feats in spaces.items():
         x = np.asarray(feats)[defined]
         if categorical:
-            results = [probe_classification(x[tr], y[tr], x[te], y[te], seed)]
+            results = [classify(x[tr], y[tr], x[te], y[te], seed)]
         else:
-            results = probe_regression(x[tr], y[tr], x[te], y[te], seed)
+            results = regress(x[tr], y[tr], x[te], y[te], seed)
         rows += [{"attribute": name, "space": space, **r} for r in results]
     return rows

@@ -1,7 +1,8 @@
-"""MONAI transform recipes for SepCLR: preprocessing of 3D MRI / 2D images and two-view augmentation.
+"""MONAI transform recipes for SepCLR: loading and preprocessing of 3D MRI / 2D images.
 
-Contrastive methods (SimCLR, SepCLR) see two independently augmented views of each sample; each
-view gets its own random transform instances here, so the two views differ.
+The chains here are deterministic (so ``CacheDataset`` caches their output); the two random views
+of each sample are made from whole batches on the training device by
+:mod:`medcl.transforms.batch_augment`.
 """
 
 from __future__ import annotations
@@ -11,23 +12,12 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from monai.transforms import (
-    BorderPadd,
     Compose,
-    CopyItemsd,
-    DeleteItemsd,
     EnsureChannelFirstd,
     EnsureTyped,
     LoadImaged,
     MapTransform,
     Orientationd,
-    RandAdjustContrastd,
-    RandAffined,
-    RandBiasFieldd,
-    RandFlipd,
-    RandGaussianNoised,
-    RandGaussianSmoothd,
-    RandScaleIntensityd,
-    RandSpatialCropd,
     ResizeWithPadOrCropd,
     ScaleIntensityRangePercentilesd,
     Spacingd,
@@ -36,25 +26,60 @@ from monai.transforms import (
 from medcl.transforms.geometry import MedclCompose, unwrap_medcl_error
 
 __all__ = [
-    "VIEW_KEYS",
-    "augment_views",
+    "MatchChannelsd",
     "build_transforms",
     "load_transforms",
     "preprocess_transforms",
     "surface_medcl_errors",
 ]
 
-VIEW_KEYS = ("view1", "view2")
+
+#: ITU-R BT.601 luma weights (PIL's ``convert("L")``, torchvision's ``rgb_to_grayscale``).
+_LUMA = (0.299, 0.587, 0.114)
 
 
-def load_transforms(spatial_dims: int, key: str = "image") -> list[MapTransform]:
+class MatchChannelsd(MapTransform):
+    """Bring a channel-first 2D image to ``channels`` channels: grey -> RGB by repetition, RGB(A) ->
+    grey by BT.601 luma, RGBA -> RGB by dropping alpha; anything else is a one-line error naming the file."""
+
+    def __init__(self, keys: str, channels: int) -> None:
+        super().__init__(keys)
+        self.channels = channels
+
+    def _convert(self, img: torch.Tensor) -> torch.Tensor:
+        have = img.shape[0]
+        if have == self.channels:
+            return img
+        if have == 4 and self.channels in (1, 3):  # RGBA: drop alpha first
+            img, have = img[:3], 3
+            if self.channels == 3:
+                return img
+        if have == 1 and self.channels == 3:
+            return img.repeat(3, *([1] * (img.ndim - 1)))
+        if have == 3 and self.channels == 1:
+            weights = torch.as_tensor(_LUMA, dtype=img.dtype).view(3, *([1] * (img.ndim - 1)))
+            return (img * weights).sum(0, keepdim=True)
+        from medcl.errors import MedclError
+
+        name = getattr(img, "meta", {}).get("filename_or_obj", "image")
+        raise MedclError(f"{name}: has {have} channels; model.in_channels is {self.channels} (1 grey or 3 RGB)")
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self._convert(d[key])
+        return d
+
+
+def load_transforms(spatial_dims: int, key: str = "image", channels: int = 1) -> list[MapTransform]:
     """Read an image channel-first: SimpleITK (:class:`medcl.io.image.LoadScand`) for 3D scans
-    (NIfTI/NRRD/MHA/DICOM), MONAI's default reader for 2D files."""
+    (NIfTI/NRRD/MHA/DICOM), MONAI's default reader for 2D files (PNG/JPEG through PIL, grey or RGB,
+    brought to ``channels`` channels)."""
     if spatial_dims == 3:
         from medcl.io.image import LoadScand
 
         return [LoadScand(key, image_only=True, ensure_channel_first=True)]
-    return [LoadImaged(key, image_only=True), EnsureChannelFirstd(key, channel_dim="no_channel")]
+    return [LoadImaged(key, image_only=True), EnsureChannelFirstd(key), MatchChannelsd(key, channels)]
 
 
 def preprocess_transforms(
@@ -84,47 +109,18 @@ def preprocess_transforms(
     return chain
 
 
-def _view_augment(key: str, spatial_size: Sequence[int]) -> list[MapTransform]:
-    """Random augmentations of one view (per-sample; a fresh random state per view)."""
-    if len(spatial_size) == 2:  # CIFAR-style pad-and-crop translation + intensity changes (cheap)
-        return [
-            RandSpatialCropd(key, roi_size=tuple(spatial_size), random_size=False),
-            RandScaleIntensityd(key, factors=0.2, prob=0.5),
-            RandAdjustContrastd(key, prob=0.5, gamma=(0.7, 1.4)),
-            RandGaussianNoised(key, prob=0.5, std=0.03),
-        ]  # fmt: skip
-    return [
-        RandAffined(key, prob=0.8, rotate_range=(0.17, 0.17, 0.17), scale_range=0.1, translate_range=(3, 3, 3),
-                    padding_mode="border"),
-        RandFlipd(key, prob=0.5, spatial_axis=0),
-        RandBiasFieldd(key, prob=0.3, coeff_range=(0.0, 0.1)),
-        RandAdjustContrastd(key, prob=0.5, gamma=(0.7, 1.4)),
-        RandGaussianSmoothd(key, prob=0.2, sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0), sigma_z=(0.25, 1.0)),
-        RandGaussianNoised(key, prob=0.5, std=0.03),
-    ]  # fmt: skip
-
-
-def augment_views(spatial_size: Sequence[int], key: str = "image") -> list[MapTransform]:
-    """Copy ``key`` into ``view1``/``view2``, augment each independently, drop ``key`` and the metadata."""
-    chain: list[MapTransform] = [EnsureTyped(key, dtype=torch.float32, track_meta=False)]  # cheaper augmentation
-    if len(spatial_size) == 2:  # deterministic, so cached by CacheDataset; views crop back to spatial_size
-        chain.append(BorderPadd(key, spatial_border=4, mode="reflect"))
-    chain.append(CopyItemsd(key, times=2, names=list(VIEW_KEYS)))
-    for view in VIEW_KEYS:
-        chain += _view_augment(view, spatial_size)
-    return [*chain, DeleteItemsd(key)]
-
-
 def build_transforms(
     spatial_size: Sequence[int],
     pixdim: Sequence[float] | None = None,
     intensity: str = "percentile",
     augment: bool = True,
     load: bool = True,
+    channels: int = 1,
 ) -> Compose:
-    """(Load +) preprocess (+ two-view augmentation): the training chain, or the inference one."""
-    head = load_transforms(len(spatial_size)) if load else []
-    tail = augment_views(spatial_size) if augment else []
+    """(Load +) preprocess: the training chain (``augment=True``: plain tensors, augmented later on the
+    device by :mod:`medcl.transforms.batch_augment`), or the inference one (MetaTensors)."""
+    head = load_transforms(len(spatial_size), channels=channels) if load else []
+    tail = [EnsureTyped("image", dtype=torch.float32, track_meta=False)] if augment else []  # plain tensors to train
     return MedclCompose(head + preprocess_transforms(spatial_size, pixdim, intensity=intensity) + tail)
 
 

@@ -1,8 +1,12 @@
-"""SepCLR benchmark: probe quality of SepCLR vs SimCLR and two ablations, and training throughput.
+"""SepCLR benchmark: probe quality of SepCLR vs SimCLR and ablations, augmentation cost, training throughput.
 
 ``models``: each variant (``sepclr``; ``simclr`` baseline; ``lam0`` = no k-JEM; ``betareg0`` = no
-information-less term) is trained on in-memory TexDigits and evaluated with the same linear probes
-as ``medcl sepclr evaluate``. ``throughput``: one full SepCLR training step (two views, two
+information-less term; ``sepclr_paper_aug`` = SepCLR with the paper's augmentations) is trained on
+in-memory TexDigits (2D) and the synthetic 3D cohort, embedded once, and evaluated under both
+protocols of ``medcl sepclr evaluate`` (``paper`` and ``medcl``); ``table`` sums it up (salient
+attribute on S and C, common attribute on C and S, bg/tg on S and C). Both data sets are synthetic.
+``augment``: milliseconds to make the two views of one batch on the device, per preset.
+``throughput``: one full SepCLR training step (two views, two
 encoders, heads, loss, backward, Adam) of the 2D CIFAR-stem ResNet-18 pair (d = 32) at batch 64 and
 256 (images/s, peak memory, GFLOP/s counted with ``torch.utils.flop_counter.FlopCounterMode``), and
 volumes/s of the 3D encoder pair; channels-last + bf16 autocast on GPUs.
@@ -12,6 +16,7 @@ The module top level imports nothing heavy.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +27,13 @@ VARIANTS: dict[str, list[str]] = {
     "simclr": ["baseline=simclr"],
     "lam0": ["loss.lam=0"],
     "betareg0": ["loss.beta_reg=0"],
+    "sepclr_paper_aug": ["augment.preset=paper"],
 }
+#: variants trained on the 3D cohort in quick mode (each 3D run costs minutes on a CPU).
+QUICK_3D_VARIANTS = ("sepclr", "simclr", "sepclr_paper_aug")
+#: (salient, common) attribute summarised in the table, per data set.
+TABLE_ATTRIBUTES = {"texdigits": ("digit", "texture"), "cohort": ("lesion_subtype", "shape")}
+PROTOCOLS = ("paper", "medcl")
 #: quick mode: 4 textures x 3 digits at a size that separates in a few CPU minutes.
 QUICK_SUBSET = {"textures": [0, 1, 3, 6], "digits": [0, 1, 7]}
 
@@ -33,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--skip-models", action="store_true", help="only measure throughput")
     parser.add_argument("--skip-throughput", action="store_true", help="only train/evaluate the variants")
+    parser.add_argument("--only", choices=["texdigits", "cohort"], help="train the variants on one data set only")
 
 
 #: settings shared by every TexDigits run (2D, images already in [0, 1], natural-image weights).
@@ -73,7 +85,7 @@ def texdigits_table(train, test):
 
 def train_and_evaluate(overrides: list[str], images, groups, table, out: Path) -> dict:
     """Train on the ``split == "train"`` rows of in-memory ``images`` through the engine, embed all
-    rows, and return their evaluation (plus the training seconds).
+    rows, and return ``{"paper": evaluation, "medcl": evaluation, "train_seconds": s}``.
 
     Args:
         overrides: SepCLR config overrides (data shape, model, loss, train settings).
@@ -97,8 +109,9 @@ def train_and_evaluate(overrides: list[str], images, groups, table, out: Path) -
     t0 = time.perf_counter()
     net, cfg = load_net(fit_records(cfg, records, out, load=False))
     seconds = time.perf_counter() - t0
-    feats = embed_records(net, cfg, [{"image": im} for im in images], load=False)
-    return {**evaluate_table(embeddings_table(table, feats), None), "train_seconds": round(seconds, 1)}
+    embeddings = embeddings_table(table, embed_records(net, cfg, [{"image": im} for im in images], load=False))
+    result: dict[str, Any] = {p: evaluate_table(embeddings, None, protocol=p) for p in PROTOCOLS}
+    return {**result, "train_seconds": round(seconds, 1)}
 
 
 def texdigits_arrays(train, test):
@@ -108,16 +121,129 @@ def texdigits_arrays(train, test):
     return np.concatenate([train.images, test.images]), np.concatenate([train.group, test.group])
 
 
-def _models(quick: bool) -> dict[str, dict]:
+def cohort_overrides(quick: bool) -> list[str]:
+    """3D cohort config overrides (the demo's recipe; quick: 24^3 volumes)."""
+    size = 24 if quick else 32
+    return [f"data.spatial_size=[{size},{size},{size}]", "data.pixdim=null", "data.intensity=none",
+            "data.batch_size=16", "model.depth=10", "model.width=8", "model.cifar_stem=false", "optim.lr=2e-3",
+            "train.max_epochs=40", "train.loggers=[]", "train.progress_bar=false"]  # fmt: skip
+
+
+def cohort_data(quick: bool):
+    """Images, groups and the table (group, shape, scale, lesion_subtype, lesion_size, split) of the 3D cohort."""
+    import numpy as np
+    import pandas as pd
+
+    from medcl.data.synthetic.cohort import make_cohort
+
+    n, size = (120, 24) if quick else (600, 32)
+    c = make_cohort(n, seed=0, size=size)
+    a = c.attributes
+    table = pd.DataFrame({
+        "group": np.where(c.group == 1, "target", "background"), "shape": a["shape"], "scale": a["scale"],
+        "lesion_subtype": np.where(a["lesion_subtype"] >= 0, a["lesion_subtype"], np.nan),
+        "lesion_size": a["lesion_size"], "split": np.where(np.random.default_rng(1).random(n) < 0.3, "test", "train"),
+    })  # fmt: skip
+    return c.images, c.group, table
+
+
+def _datasets(quick: bool) -> dict[str, tuple]:
+    """``{name: (images, groups, table, overrides, variants)}`` of the benchmarked data sets."""
     train, test = texdigits_split(quick)
-    table = texdigits_table(train, test)
-    images, groups = texdigits_arrays(train, test)
-    overrides = model_overrides(quick)
+    cohort_variants = QUICK_3D_VARIANTS if quick else tuple(VARIANTS)
+    return {
+        "texdigits": (*texdigits_arrays(train, test), texdigits_table(train, test), model_overrides(quick),
+                      tuple(VARIANTS)),
+        "cohort": (*cohort_data(quick), cohort_overrides(quick), cohort_variants),
+    }  # fmt: skip
+
+
+def _models(quick: bool, only: str | None = None) -> dict[str, dict[str, dict]]:
+    out: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        return {
-            name: train_and_evaluate(overrides + extra, images, groups, table, Path(tmp) / name)
-            for name, extra in VARIANTS.items()
-        }
+        for data_name, (images, groups, table, overrides, variants) in _datasets(quick).items():
+            if only is not None and data_name != only:
+                continue
+            for name in variants:
+                print(f"[medcl] bench sepclr: {data_name} / {name}", file=sys.stderr, flush=True)
+                run_dir = Path(tmp) / data_name / name
+                result = train_and_evaluate(overrides + VARIANTS[name], images, groups, table, run_dir)
+                out.setdefault(data_name, {})[name] = result
+    return out
+
+
+def _score(evaluation: dict, attribute: str, space: str, rows: str) -> float | None:
+    """The classification score of ``attribute`` in ``space`` on ``rows`` (``None`` when not probed)."""
+    for r in evaluation["probes"]:
+        if (r["attribute"], r["space"], r["rows"]) == (attribute, space, rows) and r["metric"] != "mae":
+            return round(r["score"], 3)
+    return None
+
+
+def summary_table(models: dict[str, dict[str, dict]]) -> list[dict[str, Any]]:
+    """One row per data set x variant x protocol: salient/common attribute on S and C, bg/tg on S and C.
+
+    ``paper`` rows use the target-row probes (accuracy); ``medcl`` rows the target rows for the
+    salient attribute and all rows for the common one (balanced accuracy). SimCLR has one space,
+    reported in both the S and C columns.
+    """
+    rows = []
+    for data_name, variants in models.items():
+        salient, common = TABLE_ATTRIBUTES[data_name]
+        for name, result in variants.items():
+            for protocol in PROTOCOLS:
+                ev = result[protocol]
+                s_space, c_space = ("simclr", "simclr") if "simclr" in ev["bg_tg"] else ("salient", "common")
+                common_rows = "target" if protocol == "paper" else "all"
+                rows.append({
+                    "data": data_name, "variant": name, "protocol": protocol,
+                    "salient_on_S": _score(ev, salient, s_space, "target"),
+                    "salient_on_C": _score(ev, salient, c_space, "target"),
+                    "common_on_C": _score(ev, common, c_space, common_rows),
+                    "common_on_S": _score(ev, common, s_space, common_rows),
+                    "bg_tg_S": round(ev["bg_tg"][s_space], 3), "bg_tg_C": round(ev["bg_tg"][c_space], 3),
+                    "train_seconds": result["train_seconds"],
+                })  # fmt: skip
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The summary rows as a Markdown table."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join("" if r[k] is None else str(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _augment_cost(quick: bool, device) -> dict[str, Any]:
+    """Milliseconds to make both views of one batch (median of a few calls after a warm-up), per preset."""
+    import statistics
+
+    import torch
+
+    from medcl.transforms.batch_augment import AugmentConfig, build_augment
+
+    cases = {"2d_grey_64x1x32x32": (64, 1, (32, 32)), "3d_16x1x32^3": (16, 1, (32, 32, 32))}
+    if not quick:
+        cases["2d_rgb_64x3x224x224"] = (64, 3, (224, 224))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    out: dict[str, Any] = {}
+    for name, (batch, channels, spatial) in cases.items():
+        x = torch.rand(batch, channels, *spatial, device=device)
+        for preset in ("basic", "paper"):
+            augment = build_augment(AugmentConfig(preset=preset), spatial, channels).to(device)
+            times = []
+            for _ in range(4 if quick else 11):
+                sync()
+                t0 = time.perf_counter()
+                augment(x), augment(x)
+                sync()
+                times.append(time.perf_counter() - t0)
+            out[f"{name}/{preset}"] = round(1000 * statistics.median(times[1:]), 2)
+    out["note"] = "ms for both views of one batch, batched on the device (kornia + vectorised torch)"
+    return out
 
 
 def _peak_memory_mb(device) -> float:
@@ -217,7 +343,11 @@ def run(args: argparse.Namespace) -> dict:
         "quick": bool(args.quick),
     }
     if not args.skip_models:
-        result["models"] = _models(args.quick)
+        models = _models(args.quick, getattr(args, "only", None))
+        result["table"] = summary_table(models)
+        result["models"] = models
+        print(format_table(result["table"]), file=sys.stderr, flush=True)
     if not args.skip_throughput:
+        result["augment"] = _augment_cost(args.quick, device)
         result["throughput"] = _throughput(args.quick, device)
     return result

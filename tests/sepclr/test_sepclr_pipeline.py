@@ -67,9 +67,18 @@ def test_embed_evaluate_explain(texdigits_run):
     assert set(result["salient_norm"]) == {"background", "target"}
     norms = np.linalg.norm(table.filter(regex=r"^s_").to_numpy(), axis=1)
     assert result["salient_norm"]["target"] == pytest.approx(norms[table.group == "target"].mean())
+    assert result["protocol"] == "medcl" and result["bg_tg_features"] == "encoder"
     for row in result["probes"]:
-        assert set(row) == {"attribute", "space", "metric", "score", "chance"}
+        assert set(row) == {"attribute", "space", "metric", "score", "chance", "rows"}
         assert row["space"] in ("common", "salient") and row["metric"] == "balanced_accuracy"
+    assert {(r["attribute"], r["rows"]) for r in result["probes"]} == {("texture", "all"), ("texture", "target"),
+                                                                        ("digit", "target")}  # fmt: skip
+    assert [c for c in table.columns if c.startswith("zs_")] == [f"zs_{i}" for i in range(32)]
+    assert _cli("evaluate", "--embeddings", str(out / "embeddings.csv"), "--out", str(out / "paper"),
+                "--protocol", "paper") == 0  # fmt: skip
+    paper = json.loads((out / "paper" / "evaluation.json").read_text())
+    assert paper["protocol"] == "paper" and {r["rows"] for r in paper["probes"]} == {"target"}
+    assert {r["metric"] for r in paper["probes"]} == {"accuracy"}
     assert (out / "plots" / "pca_salient_group.png").is_file()
     assert (out / "plots" / "pca_common_texture.png").is_file()
 

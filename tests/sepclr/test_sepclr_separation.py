@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,32 +19,40 @@ from medcl.pipelines.bench.sepclr import (
 )
 
 
-def _scores(result: dict) -> dict[tuple[str, str], float]:
-    return {(p["attribute"], p["space"]): p["score"] for p in result["probes"] if p["metric"] != "mae"}
+def _scores(evaluation: dict, rows: str = "target") -> dict[tuple[str, str], float]:
+    """Classification/R^2 scores by (attribute, space), from the probes fitted on ``rows``."""
+    return {(p["attribute"], p["space"]): p["score"] for p in evaluation["probes"]
+            if p["metric"] != "mae" and p["rows"] == rows}  # fmt: skip
+
+
+def _chance(evaluation: dict, attribute: str) -> float:
+    return next(p["chance"] for p in evaluation["probes"] if p["attribute"] == attribute)
 
 
 @pytest.mark.slow
 def test_texdigits_common_salient_separation(tmp_path):
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # 1 on a loaded machine
     train, test = texdigits_split(quick=True)  # 4 textures (chance 0.25) x 3 digits (chance 1/3)
     overrides = [*model_overrides(quick=True), "train.accelerator=cpu", "train.precision=32-true", "train.seed=0"]
     images, groups = texdigits_arrays(train, test)
     result = train_and_evaluate(overrides, images, groups, texdigits_table(train, test), tmp_path)
-    score = _scores(result)
-    # salient attribute: far above chance in S, and better read from S than from C
-    assert score["digit", "salient"] > 1 / 3 + 0.15
-    assert score["digit", "salient"] > score["digit", "common"]
-    # common attribute: far above chance in C, and better read from C than from S
-    assert score["texture", "common"] > 0.25 + 0.2
-    assert score["texture", "common"] > score["texture", "salient"]
-    # background vs target is what S is about
-    assert result["bg_tg"]["salient"] > 0.9
-    assert result["salient_norm"]["target"] > result["salient_norm"]["background"]
+    for protocol in ("paper", "medcl"):  # paper: target rows only, unscaled LR accuracy, bg/tg on projections
+        evaluation = result[protocol]
+        score = _scores(evaluation)
+        # salient attribute: far above chance in S, and better read from S than from C
+        assert score["digit", "salient"] > 1 / 3 + 0.15, protocol
+        assert score["digit", "salient"] > score["digit", "common"], protocol
+        # common attribute (probed on targets, where a leak into S shows): far above chance in C, better than in S
+        assert score["texture", "common"] > 0.25 + 0.2, protocol
+        assert score["texture", "common"] > score["texture", "salient"], protocol
+        # background vs target is what S is about
+        assert evaluation["bg_tg"]["salient"] > 0.9, protocol
+        assert evaluation["salient_norm"]["target"] > evaluation["salient_norm"]["background"]
 
 
 @pytest.mark.slow
 def test_cohort_3d_lesion_subtype_in_s_shape_in_c(tmp_path):
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # 1 on a loaded machine
     c = make_cohort(120, seed=0, size=24)
     a = c.attributes
     table = pd.DataFrame({
@@ -53,7 +63,14 @@ def test_cohort_3d_lesion_subtype_in_s_shape_in_c(tmp_path):
     overrides = ["data.spatial_size=[24,24,24]", "data.pixdim=null", "data.intensity=none", "data.batch_size=16",
                  "model.depth=10", "model.width=8", "model.cifar_stem=false", "optim.lr=2e-3", "train.max_epochs=40",
                  "train.loggers=[]", "train.progress_bar=false", "train.accelerator=cpu", "train.precision=32-true"]  # fmt: skip
-    score = _scores(train_and_evaluate(overrides, c.images, c.group, table, tmp_path))
-    assert score["lesion_subtype", "salient"] > 1 / 3 + 0.25 > score["lesion_subtype", "common"] + 0.1
+    result = train_and_evaluate(overrides, c.images, c.group, table, tmp_path)
+    # about 20 target rows in the test split: margins are loose (paper ~0.6 vs 0.5, medcl ~0.57 vs 0.40)
+    paper, chance = _scores(result["paper"]), _chance(result["paper"], "lesion_subtype")
+    assert paper["lesion_subtype", "salient"] > max(paper["lesion_subtype", "common"], chance + 0.25)
+    assert paper["shape", "common"] > 0.9 and paper["shape", "common"] > paper["shape", "salient"]
+    assert result["paper"]["bg_tg"]["salient"] > result["paper"]["bg_tg"]["common"]
+    medcl = _scores(result["medcl"])
+    assert medcl["lesion_subtype", "salient"] > medcl["lesion_subtype", "common"] + 0.1
+    score = _scores(result["medcl"], rows="all")
     assert score["shape", "common"] > 0.9 and score["shape", "common"] > score["shape", "salient"]
     assert score["scale", "common"] > 0.9 and score["scale", "common"] > score["scale", "salient"]  # R^2
