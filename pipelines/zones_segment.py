@@ -11,12 +11,14 @@ signed-distance gap filling, :mod:`medcl.postprocess`). Per case it writes
 ``<case>_sectors.nii.gz`` + ``<case>_sectors.json`` and ``<case>_qc.png``; a batch writes
 ``summary.csv``.
 
-Region of interest: the prostate lies near the centre of a prostate T2 field of view, so the
-network only sees a physical box of ``roi_mm`` (default 80 x 80 mm in the axial plane, up to
-120 mm cranio-caudally) centred on the field of view of the RAS-reoriented scan (MONAI
-``CenterSpatialCropd``, inverted with the other steps); outside the box the probabilities are
-background. Only the box is resampled, and a 384 x 384 x 19 scan needs one network window per
-flip.
+Region of interest (``roi="auto"``, the default): a coarse pass of the same network over the
+whole field of view at ``locate_pixdim`` localises the gland, and the network then sees a box
+around it plus a margin, at least ``roi_mm`` (default 80 x 80 mm axially, 120 mm cranio-caudally)
+large (:mod:`medcl.pipelines.zones_roi`); ``roi="center"`` keeps the fixed box centred on the
+field of view. The crop is a MONAI ``SpatialCropd`` inverted with the other steps; outside it
+the probabilities are background. Only the box is resampled at full resolution. Each case's
+row in ``summary.csv`` and its QC image carry flags: gland touching the crop or image border,
+implausible gland volume, localisation failure.
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import sliding_window_inference
-from monai.transforms import CenterSpatialCropd, Compose, EnsureChannelFirstd
+from monai.transforms import Compose, EnsureChannelFirstd, Spacing, SpatialCropd
 from torch import nn
 
 from medcl.engine.device import autocast_dtype
 from medcl.engine.model_card import synthetic_warning
 from medcl.errors import MedclError
+from medcl.pipelines.zones_roi import RoiBox, box_around, centred_box, gland_bbox_mm, quality_flags
 from medcl.postprocess.volumes import ZONE_NAMES, zone_volumes
 from medcl.postprocess.zones import clean_zones
 from medcl.transforms.geometry import (
@@ -54,6 +57,8 @@ from medcl.utils import atomic_write_path, ensure_output_dir, write_json
 
 DEFAULT_ROI_MM: tuple[float, float, float] = (80.0, 80.0, 120.0)
 DEFAULT_MAX_WINDOW: tuple[int, int, int] = (160, 160, 48)
+DEFAULT_LOCATE_PIXDIM: tuple[float, float, float] = (1.0, 1.0, 3.0)
+ROI_MODES: tuple[str, ...] = ("auto", "center")
 OUTPUT_SUFFIXES: tuple[str, ...] = (
     "_zones.nii.gz", "_uncertainty.nii.gz", "_volumes.json", "_sectors.nii.gz", "_sectors.json", "_qc.png"
 )
@@ -74,7 +79,11 @@ class ZonesSegmenter:
         sw_batch_size: windows per forward pass.
         overlap: sliding-window overlap.
         pixdim: canonical voxel size in mm.
-        roi_mm: size of the centred region of interest in mm (RAS axes).
+        roi_mm: size of the region of interest in mm (RAS axes); with ``roi="auto"`` the smallest crop.
+        roi: ``"auto"`` (localise the gland with a coarse pass, crop around it) or ``"center"``
+            (fixed box centred on the field of view).
+        locate_pixdim: voxel size in mm of the coarse localisation pass.
+        roi_margin_mm: margin around the localised gland.
         max_window: largest sliding window in voxels (rounded to the network's size divisor).
         names: label value -> zone name.
         series: DICOM series UID or description of study folders.
@@ -89,6 +98,9 @@ class ZonesSegmenter:
     overlap: float = 0.25
     pixdim: tuple[float, ...] = DEFAULT_PIXDIM
     roi_mm: tuple[float, ...] = DEFAULT_ROI_MM
+    roi: str = "auto"
+    locate_pixdim: tuple[float, ...] = DEFAULT_LOCATE_PIXDIM
+    roi_margin_mm: float = 10.0
     max_window: tuple[int, ...] = DEFAULT_MAX_WINDOW
     names: dict[int, str] = field(default_factory=lambda: dict(ZONE_NAMES))
     series: str | None = None
@@ -96,6 +108,8 @@ class ZonesSegmenter:
     card: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.roi not in ROI_MODES:
+            raise MedclError(f"--roi: {self.roi!r} is not one of {', '.join(ROI_MODES)}")
         self.net = self.net.to(self.device).eval()
 
     @classmethod
@@ -136,42 +150,71 @@ class ZonesSegmenter:
         roi[ras_axis] = np.ceil(np.asarray(self.roi_mm)[ras_axis] / voxel_spacing(affine))
         return roi.tolist()
 
-    def preprocessing(self, affine: Any) -> Compose:
-        """Reorient, scale intensities, crop the centred ROI, resample it (invertible with ``Invertd``).
+    def _orient_scale(self) -> list:
+        orient, spacing = [t for t in canonical_transforms("image", pixdim=self.pixdim)
+                           if not isinstance(t, EnsureChannelFirstd)]
+        return [orient, percentile_scale("image"), spacing]
+
+    def preprocessing(self, box: RoiBox) -> Compose:
+        """Reorient, scale intensities, crop ``box``, resample it (invertible with ``Invertd``).
 
         The chain is the shared geometry recipe (:func:`medcl.transforms.geometry.canonical_transforms`)
         with the percentile scaling and the ROI crop inserted before the resampling, so only the
         ROI is resampled. It is applied to the channel-first image of
         :func:`medcl.io.image.read_image`, so the recipe's ``EnsureChannelFirstd`` is left out.
         """
-        orient, spacing = [t for t in canonical_transforms("image", pixdim=self.pixdim)
-                           if not isinstance(t, EnsureChannelFirstd)]
-        crop = CenterSpatialCropd("image", roi_size=self.native_roi(affine))
-        return MedclCompose([orient, percentile_scale("image"), crop, spacing])
+        orient, scale, spacing = self._orient_scale()
+        crop = SpatialCropd("image", roi_start=box.start, roi_end=box.end)
+        return MedclCompose([orient, scale, crop, spacing])
+
+    def locate(self, image: MetaTensor) -> RoiBox:
+        """The crop of ``image``: centred (``roi="center"``), or around the gland found by a coarse pass.
+
+        Auto mode resamples the whole reoriented, scaled scan to ``locate_pixdim``, runs the network
+        once (no TTA), and boxes the largest component of ``P(gland) > 0.5``
+        (:mod:`medcl.pipelines.zones_roi`); if none is found it falls back to the centred box.
+        """
+        orient, scale, _ = self._orient_scale()
+        ras = scale(orient({"image": image.clone()}))["image"]
+        affine, shape = np.asarray(ras.affine, dtype=np.float64), list(ras.shape[1:])
+        if self.roi == "center":
+            return centred_box(affine, shape, self.native_roi(affine))
+        coarse = Spacing(pixdim=self.locate_pixdim, mode="bilinear")(ras)
+        probs = self.infer(coarse.as_tensor()[None], tta=False)[0, :5]
+        bbox = gland_bbox_mm((1.0 - probs[0]).numpy(), np.asarray(coarse.affine, dtype=np.float64))
+        if bbox is None:
+            return centred_box(affine, shape, self.native_roi(affine), mode="center (gland not found)")
+        return box_around(bbox, affine, shape, self.roi_mm, self.roi_margin_mm)
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         probs, uncertainty = self.net.zone_probabilities(x)
         return torch.cat([probs.float(), uncertainty.float()], dim=1)
 
     @torch.inference_mode()
-    def infer(self, x: torch.Tensor) -> torch.Tensor:
+    def infer(self, x: torch.Tensor, tta: bool | None = None) -> torch.Tensor:
         """Probabilities and uncertainty ``(1, 6, ...)`` on the canonical grid for ``x`` ``(1, 1, ...)``.
 
-        Flip TTA runs the scan and its left-right mirror as one batch and averages the
-        un-flipped outputs.
+        Flip TTA (``tta``, default the segmenter's setting) runs the scan and its left-right
+        mirror as one batch and averages the un-flipped outputs.
         """
+        tta = self.tta if tta is None else tta
         x = x.to(self.device, torch.float32)
-        batch = torch.cat([x, x.flip(2)]) if self.tta else x
+        batch = torch.cat([x, x.flip(2)]) if tta else x
         dtype = autocast_dtype(self.device)
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = sliding_window_inference(
                 batch, self.window(x.shape[2:]), self.sw_batch_size, self._predict, overlap=self.overlap,
                 mode="gaussian",
             ).float()
-        return 0.5 * (out[:1] + out[1:].flip(2)) if self.tta else out
+        return 0.5 * (out[:1] + out[1:].flip(2)) if tta else out
 
     def predict(self, image: MetaTensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Zone probabilities ``(5, X, Y, Z)`` and uncertainty ``(X, Y, Z)`` on the grid of ``image``.
+        """Zone probabilities ``(5, X, Y, Z)`` and uncertainty ``(X, Y, Z)`` on the grid of ``image``."""
+        probs, uncertainty, _ = self.predict_with_roi(image)
+        return probs, uncertainty
+
+    def predict_with_roi(self, image: MetaTensor) -> tuple[torch.Tensor, torch.Tensor, RoiBox]:
+        """Zone probabilities ``(5, X, Y, Z)``, uncertainty ``(X, Y, Z)`` on the grid of ``image``, and the crop.
 
         Args:
             image: a channel-first ``(1, X, Y, Z)`` scan with its RAS affine (``read_image``).
@@ -179,7 +222,8 @@ class ZonesSegmenter:
         Probabilities are inverted onto the input grid before any argmax; outside the ROI they
         are background.
         """
-        pre = self.preprocessing(image.affine)
+        box = self.locate(image)
+        pre = self.preprocessing(box)
         data = pre({"image": image.clone()})
         out = self.infer(data["image"][None])[0].cpu()
         pred = MetaTensor(out, meta=dict(data["image"].meta))
@@ -187,7 +231,7 @@ class ZonesSegmenter:
         back = invert_to_input("pred", pre, orig_keys="image")({"image": data["image"], "pred": pred})["pred"]
         probs = back.as_tensor()[:5].clamp_min(0.0)
         probs[0] = (1.0 - probs[1:].sum(0)).clamp_min(0.0)
-        return probs, back.as_tensor()[5]
+        return probs, back.as_tensor()[5], box
 
 
 def _round_up(value: int, divisor: int) -> int:
@@ -316,20 +360,25 @@ def _write_case(segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, c
     from medcl.pipelines.zones_sectors import write_sector_files
 
     image = read_scan(path, segmenter.series, segmenter.channel)
-    probs, uncertainty = segmenter.predict(image)
+    probs, uncertainty, box = segmenter.predict_with_roi(image)
     affine = np.asarray(image.affine, dtype=np.float64)
     spacing = voxel_spacing(affine)
     labels = clean_zones(probs.max(0).indices.numpy(), spacing, tuple(segmenter.names))  # max: faster than argmax
     volumes = zone_volumes(labels, affine, segmenter.names)
+    flags = quality_flags(ras_volume(labels > 0, affine)[0], box, volumes["gland"])
     files = {s: out / f"{case}{s}" for s in OUTPUT_SUFFIXES}
     write_like(labels, image, files["_zones.nii.gz"], dtype=np.uint8)
     write_like(uncertainty.numpy(), image, files["_uncertainty.nii.gz"], dtype=np.float32)
     write_sector_files(labels, image, out, case)
     warning = synthetic_warning(segmenter.card)
-    write_json(files["_volumes.json"], {"case": case, "input": str(path), **volumes, "model": _model_note(segmenter)})
-    write_qc_png(image.as_tensor()[0].numpy(), labels, affine, files["_qc.png"], stamp=warning)
+    roi = {"mode": box.mode, "center_mm_ras": box.center_mm, "start_ras": box.start, "end_ras": box.end}
+    write_json(files["_volumes.json"], {"case": case, "input": str(path), **volumes, "roi": roi, "flags": flags,
+                                        "model": _model_note(segmenter)})
+    stamp = "\n".join(x for x in (warning, "; ".join(f"FLAG: {f}" for f in flags)) if x)
+    write_qc_png(image.as_tensor()[0].numpy(), labels, affine, files["_qc.png"], stamp=stamp)
     return {**{f"{z}_ml": round(v, 4) for z, v in volumes["zones"].items()}, "gland_ml": round(volumes["gland"], 4),
-            "model_warning": warning}
+            "roi": box.mode, "roi_center_mm_ras": " ".join(f"{c:g}" for c in box.center_mm),
+            "flags": "; ".join(flags), "model_warning": warning}
 
 
 def _model_note(segmenter: ZonesSegmenter) -> dict[str, Any]:
@@ -363,6 +412,7 @@ def segment(
     roi_mm: Sequence[float] = DEFAULT_ROI_MM,
     series: str | None = None,
     channel: int | Sequence[int] | None = None,
+    roi: str = "auto",
 ) -> list[dict]:
     """Segment the prostate zones of each input scan; one bad input is reported and skipped.
 
@@ -375,10 +425,12 @@ def segment(
         device: ``"auto"`` (GPU when present, else CPU), ``"cpu"``, ``"cuda:0"``...
         sw_batch_size: sliding windows per forward pass.
         overlap: sliding-window overlap.
-        roi_mm: size of the centred region of interest in mm.
+        roi_mm: size of the region of interest in mm (the smallest crop with ``roi="auto"``).
         series: DICOM series UID or description for study folders holding several series.
         channel: channel of 4D images (MSD Task05: 0 T2, 1 ADC) or a list of them; default: as the
             checkpoint was trained (``data.channel``).
+        roi: ``"auto"`` (localise the gland, crop around it) or ``"center"`` (fixed centred box);
+            a given :class:`ZonesSegmenter` keeps its own setting.
 
     Returns:
         One summary row per input (``status`` ``"ok"`` or ``"error"`` with the message); the
@@ -394,7 +446,8 @@ def segment(
         segmenter = checkpoint
     else:
         segmenter = ZonesSegmenter.from_checkpoint(
-            checkpoint, device=device, tta=tta, sw_batch_size=sw_batch_size, overlap=overlap, roi_mm=tuple(roi_mm)
+            checkpoint, device=device, tta=tta, sw_batch_size=sw_batch_size, overlap=overlap, roi_mm=tuple(roi_mm),
+            roi=roi,
         )
     segmenter.series = series if series is not None else segmenter.series
     segmenter.channel = channel if channel is not None else segmenter.channel

@@ -14,7 +14,7 @@ def _segment(args: argparse.Namespace) -> int:
     rows = segment(
         args.inputs, args.checkpoint, args.out, tta=not args.no_tta, device=args.device,
         sw_batch_size=args.sw_batch_size, overlap=args.overlap, roi_mm=args.roi_mm, series=args.series,
-        channel=parse_channel(args.channel),
+        channel=parse_channel(args.channel), roi=args.roi,
     )
     failed = [r for r in rows if r["status"] != "ok"]
     print(f"medcl: segmented {len(rows) - len(failed)} of {len(rows)} scans into {args.out}")
@@ -61,7 +61,10 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap in [0, 1)")
     p.add_argument("--no-tta", action="store_true", help="disable left-right flip test-time augmentation")
     p.add_argument("--roi-mm", type=float, nargs=3, default=(80.0, 80.0, 120.0), metavar=("LR", "AP", "SI"),
-                   help="centred region of interest in mm (default 80 80 120)")
+                   help="region of interest in mm (default 80 80 120; with --roi auto the smallest crop)")
+    p.add_argument("--roi", choices=("auto", "center"), default="auto",
+                   help="auto: localise the gland with a coarse pass and crop around it (default); "
+                   "center: fixed box centred on the field of view")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
