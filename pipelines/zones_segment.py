@@ -43,6 +43,12 @@ from torch import nn
 from medcl.engine.device import autocast_dtype
 from medcl.engine.model_card import synthetic_warning
 from medcl.errors import MedclError
+from medcl.pipelines.zones_outputs import (
+    ZONE_COLOURS,
+    write_itksnap_labels,
+    write_probabilities,
+    write_seg_nrrd,
+)
 from medcl.pipelines.zones_roi import RoiBox, box_around, centred_box, gland_bbox_mm, quality_flags
 from medcl.postprocess.volumes import ZONE_NAMES, zone_volumes
 from medcl.postprocess.zones import clean_zones
@@ -60,9 +66,12 @@ DEFAULT_MAX_WINDOW: tuple[int, int, int] = (160, 160, 48)
 DEFAULT_LOCATE_PIXDIM: tuple[float, float, float] = (1.0, 1.0, 3.0)
 ROI_MODES: tuple[str, ...] = ("auto", "center")
 OUTPUT_SUFFIXES: tuple[str, ...] = (
-    "_zones.nii.gz", "_uncertainty.nii.gz", "_volumes.json", "_sectors.nii.gz", "_sectors.json", "_qc.png"
+    "_zones.nii.gz", "_zones.seg.nrrd", "_uncertainty.nii.gz", "_volumes.json", "_sectors.nii.gz",
+    "_sectors.json", "_qc.png",
 )
-QC_COLOURS: tuple[str, ...] = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8")
+PROBABILITY_SUFFIX = "_probabilities.npz"
+ITKSNAP_LABELS = "zones_itksnap_labels.txt"
+QC_COLOURS: tuple[str, ...] = ZONE_COLOURS
 
 
 # ----------------------------------------------------------------------------------- the model
@@ -113,20 +122,36 @@ class ZonesSegmenter:
         self.net = self.net.to(self.device).eval()
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | os.PathLike, device: str = "auto", **kwargs: Any) -> ZonesSegmenter:
-        """Build the network from a medcl ``zones`` checkpoint (safe load) and wrap it.
+    def from_checkpoint(
+        cls, checkpoint: str | os.PathLike | Sequence[str | os.PathLike], device: str = "auto", **kwargs: Any
+    ) -> ZonesSegmenter:
+        """Build the network from medcl ``zones`` checkpoint(s) (safe load) and wrap it.
 
-        The label map and the training voxel size (``data.pixdim``) come from the checkpoint.
+        Several checkpoints (e.g. cross-validation folds) become a :class:`ZonesEnsemble` that
+        averages their probabilities; they must agree on the label map, the voxel size and the
+        input channels. The label map and the training voxel size (``data.pixdim``) come from the
+        checkpoint(s); the model card is the first one's, marked synthetic if any member is.
         """
         from medcl.engine import load_model_checkpoint, load_state_into, pick_device
         from medcl.nets.dualpath import build_zones_net
 
-        ckpt = load_model_checkpoint(checkpoint, "zones")
-        net = load_state_into(build_zones_net(ckpt.config.get("model")), ckpt)
-        names = _zone_names(ckpt.label_map)
-        pixdim = tuple((ckpt.config.get("data") or {}).get("pixdim") or DEFAULT_PIXDIM)
-        card = ckpt.extra.get("model_card") or {}
-        kwargs.setdefault("channel", (ckpt.config.get("data") or {}).get("channel"))  # as trained
+        paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+        ckpts = [load_model_checkpoint(p, "zones") for p in paths]
+        nets = [load_state_into(build_zones_net(c.config.get("model")), c) for c in ckpts]
+        settings = [(_zone_names(c.label_map), tuple((c.config.get("data") or {}).get("pixdim") or DEFAULT_PIXDIM),
+                     (c.config.get("data") or {}).get("channel")) for c in ckpts]
+        for path, other in zip(paths[1:], settings[1:]):
+            if other != settings[0]:
+                raise MedclError(f"{path}: labels/voxel size/channels {other} differ from {paths[0]} {settings[0]}; "
+                                 "an ensemble needs checkpoints of the same kind")
+        names, pixdim, channel = settings[0]
+        cards = [c.extra.get("model_card") or {} for c in ckpts]
+        card = dict(cards[0])
+        if len(cards) > 1:
+            synthetic = [c for c in cards if c.get("synthetic_only")]
+            card = dict(synthetic[0] if synthetic else card, ensemble_of=[str(p) for p in paths])
+        kwargs.setdefault("channel", channel)  # as trained
+        net = nets[0] if len(nets) == 1 else ZonesEnsemble(nets)
         return cls(net=net, device=pick_device(device), names=names, pixdim=pixdim, card=card, **kwargs)
 
     @property
@@ -232,6 +257,23 @@ class ZonesSegmenter:
         probs = back.as_tensor()[:5].clamp_min(0.0)
         probs[0] = (1.0 - probs[1:].sum(0)).clamp_min(0.0)
         return probs, back.as_tensor()[5], box
+
+
+class ZonesEnsemble(nn.Module):
+    """Average of several zones networks (fold ensemble): mean probabilities and mean uncertainty.
+
+    Its ``spec.divisor`` is the per-axis least common multiple of the members' divisors.
+    """
+
+    def __init__(self, nets: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(nets)
+        divisors = [getattr(getattr(n, "spec", None), "divisor", (16, 16, 16)) for n in nets]
+        self.spec = type("EnsembleSpec", (), {"divisor": tuple(math.lcm(*d) for d in zip(*divisors))})()
+
+    def zone_probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outs = [net.zone_probabilities(x) for net in self.members]
+        return (torch.stack([p.float() for p, _ in outs]).mean(0), torch.stack([u.float() for _, u in outs]).mean(0))
 
 
 def _round_up(value: int, divisor: int) -> int:
@@ -354,8 +396,10 @@ def write_qc_png(
     return path
 
 
-def _write_case(segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str) -> dict:
-    """Segment one scan and write its outputs; returns its summary row."""
+def _write_case(
+    segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str, save_probabilities: bool = False
+) -> dict:
+    """Segment one scan and write its outputs (each atomically, the volumes JSON last); returns its summary row."""
     from medcl.io.image import write_like
     from medcl.pipelines.zones_sectors import write_sector_files
 
@@ -368,17 +412,40 @@ def _write_case(segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, c
     flags = quality_flags(ras_volume(labels > 0, affine)[0], box, volumes["gland"])
     files = {s: out / f"{case}{s}" for s in OUTPUT_SUFFIXES}
     write_like(labels, image, files["_zones.nii.gz"], dtype=np.uint8)
+    write_seg_nrrd(labels, affine, files["_zones.seg.nrrd"], segmenter.names)
+    if save_probabilities:
+        channels = ["BG", *(segmenter.names[k] for k in sorted(segmenter.names))]
+        write_probabilities(probs.numpy(), image, out / f"{case}{PROBABILITY_SUFFIX}", channels)
     write_like(uncertainty.numpy(), image, files["_uncertainty.nii.gz"], dtype=np.float32)
     write_sector_files(labels, image, out, case)
     warning = synthetic_warning(segmenter.card)
     roi = {"mode": box.mode, "center_mm_ras": box.center_mm, "start_ras": box.start, "end_ras": box.end}
-    write_json(files["_volumes.json"], {"case": case, "input": str(path), **volumes, "roi": roi, "flags": flags,
-                                        "model": _model_note(segmenter)})
     stamp = "\n".join(x for x in (warning, "; ".join(f"FLAG: {f}" for f in flags)) if x)
     write_qc_png(image.as_tensor()[0].numpy(), labels, affine, files["_qc.png"], stamp=stamp)
-    return {**{f"{z}_ml": round(v, 4) for z, v in volumes["zones"].items()}, "gland_ml": round(volumes["gland"], 4),
-            "roi": box.mode, "roi_center_mm_ras": " ".join(f"{c:g}" for c in box.center_mm),
-            "flags": "; ".join(flags), "model_warning": warning}
+    row = {**{f"{z}_ml": round(v, 4) for z, v in volumes["zones"].items()}, "gland_ml": round(volumes["gland"], 4),
+           "roi": box.mode, "roi_center_mm_ras": " ".join(f"{c:g}" for c in box.center_mm),
+           "flags": "; ".join(flags), "model_warning": warning}
+    write_json(files["_volumes.json"], {"case": case, "input": str(path), **volumes, "roi": roi, "flags": flags,
+                                        "model": _model_note(segmenter), "summary_row": row})
+    return row
+
+
+def expected_outputs(out: Path, case: str, save_probabilities: bool = False) -> list[Path]:
+    """The files one segmented case leaves in ``out``."""
+    return [out / f"{case}{s}" for s in OUTPUT_SUFFIXES + ((PROBABILITY_SUFFIX,) if save_probabilities else ())]
+
+
+def finished_row(out: Path, case: str, save_probabilities: bool = False) -> dict | None:
+    """The summary row of a case whose outputs are all present (``--continue``), else ``None``."""
+    import json
+
+    if not all(p.is_file() for p in expected_outputs(out, case, save_probabilities)):
+        return None
+    try:
+        row = json.loads((out / f"{case}_volumes.json").read_text())["summary_row"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dict(row) if isinstance(row, dict) else None
 
 
 def _model_note(segmenter: ZonesSegmenter) -> dict[str, Any]:
@@ -413,13 +480,16 @@ def segment(
     series: str | None = None,
     channel: int | Sequence[int] | None = None,
     roi: str = "auto",
+    save_probabilities: bool = False,
+    resume: bool = False,
 ) -> list[dict]:
     """Segment the prostate zones of each input scan; one bad input is reported and skipped.
 
     Args:
         inputs: image files (NIfTI/NRRD/MHA), folders of such files (expanded to them), or DICOM
             series folders.
-        checkpoint: a medcl ``zones`` checkpoint, or a ready :class:`ZonesSegmenter`.
+        checkpoint: a medcl ``zones`` checkpoint, several (a fold ensemble: probabilities
+            averaged), or a ready :class:`ZonesSegmenter`.
         out_dir: output folder (never an input's folder).
         tta: left-right flip test-time augmentation.
         device: ``"auto"`` (GPU when present, else CPU), ``"cpu"``, ``"cuda:0"``...
@@ -431,6 +501,8 @@ def segment(
             checkpoint was trained (``data.channel``).
         roi: ``"auto"`` (localise the gland, crop around it) or ``"center"`` (fixed centred box);
             a given :class:`ZonesSegmenter` keeps its own setting.
+        save_probabilities: also write ``<case>_probabilities.npz`` (float16, input grid).
+        resume: skip cases whose outputs are all present (``--continue``); their rows are read back.
 
     Returns:
         One summary row per input (``status`` ``"ok"`` or ``"error"`` with the message); the
@@ -453,7 +525,14 @@ def segment(
     segmenter.channel = channel if channel is not None else segmenter.channel
     if synthetic_warning(segmenter.card):
         print(f"medcl: {synthetic_warning(segmenter.card)}", file=sys.stderr)
-    rows = [_segment_one(segmenter, path, out, case) for path, case in zip(inputs, names)]
+    write_itksnap_labels(out / ITKSNAP_LABELS, segmenter.names)
+    rows = []
+    for path, case in zip(inputs, names):
+        done = finished_row(out, case, save_probabilities) if resume else None
+        if done is not None:
+            rows.append({"case": case, "input": str(path), "status": "ok", "error": "", **done, "resumed": True})
+            continue
+        rows.append({**_segment_one(segmenter, path, out, case, save_probabilities), "resumed": False})
     _write_csv(out / "summary.csv", rows)
     return rows
 
@@ -470,11 +549,13 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str | os.PathLike
     return expanded
 
 
-def _segment_one(segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str) -> dict:
+def _segment_one(
+    segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str, save_probabilities: bool = False
+) -> dict:
     start = time.perf_counter()
     row: dict[str, Any] = {"case": case, "input": str(path), "status": "ok", "error": ""}
     try:
-        row.update(_write_case(segmenter, path, out, case))
+        row.update(_write_case(segmenter, path, out, case, save_probabilities))
     except Exception as exc:  # noqa: BLE001 - one bad scan must not stop the batch
         message = str(exc) if isinstance(exc, MedclError) else f"{path}: {type(exc).__name__}: {exc}"
         print(f"medcl: error: {message}", file=sys.stderr)
