@@ -20,16 +20,21 @@ BENCHES: dict[str, str] = {
     "zones": "segment time per real T2 scan, peak RSS, training patches/s",
     "ecg": "ProtoECGNet training samples/s per branch, projection time, predict records/s",
     "report": "ECG report rendering: seconds per report, reports/min",
+    "zones-real": "leave-one-out zones accuracy on the real Prostate158 sample; keeps the all-case model",
 }
+
+
+def _module_name(name: str) -> str:
+    return name.replace("-", "_")
 
 
 def _available() -> dict[str, object]:
     found = {}
     for name in BENCHES:
         try:
-            found[name] = importlib.import_module(f"medcl.pipelines.bench.{name}")
+            found[name] = importlib.import_module(f"medcl.pipelines.bench.{_module_name(name)}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"medcl.pipelines.bench.{name}":
+            if exc.name != f"medcl.pipelines.bench.{_module_name(name)}":
                 raise
     return found
 
@@ -40,7 +45,7 @@ def _emit(name: str, result: dict, out: str | None) -> None:
     if out:
         from medcl.utils import write_json
 
-        write_json(Path(out) / f"{name}.json", result)
+        write_json(Path(out) / f"{_module_name(name)}.json", result)
 
 
 def _runner(name: str, module: object):
@@ -78,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = add_group(subparsers, "bench", "benchmarks printing throughput and peak memory as JSON")
     for name, module in _available().items():
         parser = add_command(sub, name, BENCHES[name], _runner(name, module))
-        parser.add_argument("--out", help="also write OUT/<name>.json")
+        parser.add_argument("--out", help=f"also write OUT/{_module_name(name)}.json")
         module.add_arguments(parser)
     every = add_command(sub, "all", "run every benchmark", _run_all)
     every.add_argument("--out", help="write OUT/<name>.json for each")
