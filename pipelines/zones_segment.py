@@ -98,6 +98,9 @@ class ZonesSegmenter:
         series: DICOM series UID or description of study folders.
         channel: channel of 4D images.
         card: the checkpoint's model card (:mod:`medcl.engine.model_card`).
+        drop_zones: label values never annotated in the training data (from the model card); their
+            probability is folded into background, since partial-label training never told them
+            apart from background (e.g. AFS for a model trained on PZ/TZ-only data).
     """
 
     net: nn.Module
@@ -115,6 +118,7 @@ class ZonesSegmenter:
     series: str | None = None
     channel: int | list[int] | None = None
     card: dict = field(default_factory=dict)
+    drop_zones: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.roi not in ROI_MODES:
@@ -151,6 +155,7 @@ class ZonesSegmenter:
             synthetic = [c for c in cards if c.get("synthetic_only")]
             card = dict(synthetic[0] if synthetic else card, ensemble_of=[str(p) for p in paths])
         kwargs.setdefault("channel", channel)  # as trained
+        kwargs.setdefault("drop_zones", never_annotated(card, names))
         net = nets[0] if len(nets) == 1 else ZonesEnsemble(nets)
         return cls(net=net, device=pick_device(device), names=names, pixdim=pixdim, card=card, **kwargs)
 
@@ -231,7 +236,11 @@ class ZonesSegmenter:
                 batch, self.window(x.shape[2:]), self.sw_batch_size, self._predict, overlap=self.overlap,
                 mode="gaussian",
             ).float()
-        return 0.5 * (out[:1] + out[1:].flip(2)) if tta else out
+        out = 0.5 * (out[:1] + out[1:].flip(2)) if tta else out
+        for value in self.drop_zones:
+            out[:, 0] += out[:, value]
+            out[:, value] = 0.0
+        return out
 
     def predict(self, image: MetaTensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Zone probabilities ``(5, X, Y, Z)`` and uncertainty ``(X, Y, Z)`` on the grid of ``image``."""
@@ -274,6 +283,13 @@ class ZonesEnsemble(nn.Module):
     def zone_probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outs = [net.zone_probabilities(x) for net in self.members]
         return (torch.stack([p.float() for p, _ in outs]).mean(0), torch.stack([u.float() for _, u in outs]).mean(0))
+
+
+def never_annotated(card: Mapping[str, Any], names: Mapping[int, str]) -> tuple[int, ...]:
+    """Label values whose zone no labelled training data set of the model card annotates (none without a card)."""
+    data = [d for d in card.get("training_data") or [] if not str(d.get("name", "")).endswith("(unlabeled)")]
+    seen = {z for d in data for z in d.get("annotated") or []}
+    return tuple(v for v, name in sorted(names.items()) if seen and name not in seen)
 
 
 def _round_up(value: int, divisor: int) -> int:

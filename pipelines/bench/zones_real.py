@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help=f"Prostate158 sample folder (default ../shared/data/{SAMPLE})")
     parser.add_argument("--quick", action="store_true", help="dual-path and single-path only, short training")
     parser.add_argument("--variants", default=None, help="comma-separated subset of " + ",".join(VARIANTS_FULL))
-    parser.add_argument("--epochs", type=int, default=None, help="stage-1 epochs (default: 15 quick, 60 full)")
+    parser.add_argument("--epochs", type=int, default=None, help="stage-1 epochs (default: 5 quick, 40 full)")
     parser.add_argument("--folds", type=int, default=None, help="only the first N held-out cases (tests)")
     parser.add_argument("--no-final", action="store_true", help="skip the model trained on all real cases")
 
@@ -82,7 +82,8 @@ def _train(items: list[dict], arch: str, epochs: int, out: Path, name: str, synt
     from medcl.pipelines.zones import ZonesConfig, train
 
     out.mkdir(parents=True, exist_ok=True)
-    datalist = write_datalist(out / "datalist.json", {"training": items * REPEATS, "validation": []}, name=name,
+    datalist = write_datalist(out / "datalist.json", {"training": items * REPEATS, "validation": []},
+                              name=f"{name} (each case listed {REPEATS}x)",
                               synthetic=synthetic)
     cfg = ZonesConfig.model_validate({**training_config(arch, epochs), "data": {
         **training_config(arch, epochs)["data"], "datalist": str(datalist)}})
@@ -178,7 +179,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from medcl.errors import MedclError
 
         raise MedclError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS_FULL)}")
-    epochs = args.epochs or (15 if args.quick else 60)
+    epochs = args.epochs or (5 if args.quick else 40)
     start = time.perf_counter()
     real = _items(root, work)
     held_out = real[: args.folds] if args.folds else real

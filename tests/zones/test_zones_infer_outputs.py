@@ -127,3 +127,19 @@ def test_cli_ensemble_continue_and_probabilities(tmp_path, random_zones_checkpoi
     assert main([*args, "--continue"]) == 0
     with open(tmp_path / "out" / "summary.csv") as handle:
         assert next(csv.DictReader(handle))["resumed"] == "True"
+
+
+def test_zones_never_annotated_in_training_fold_into_background():
+    from medcl.pipelines.zones_segment import never_annotated
+
+    names = dict(zip(range(1, 5), NAMES))
+    card = {"training_data": [{"name": "p158", "annotated": ["PZ", "TZ"]},
+                              {"name": "p158 (unlabeled)", "annotated": ["PZ", "TZ", "DPU", "AFS"]}]}
+    assert never_annotated(card, names) == (3, 4)
+    assert never_annotated({}, names) == ()  # no card: nothing is dropped
+    x = torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8]).view(1, 1, 5, 1, 1).repeat(1, 1, 1, 16, 16)
+    full = ZonesSegmenter(net=IntensityOracle(), tta=False).infer(x)
+    dropped = ZonesSegmenter(net=IntensityOracle(), tta=False, drop_zones=(3, 4)).infer(x)
+    assert torch.allclose(dropped[:, 0], full[:, 0] + full[:, 3] + full[:, 4], atol=1e-6)
+    assert (dropped[:, 3:5] == 0).all() and torch.allclose(dropped[:, 1:3], full[:, 1:3])
+    assert full[0, 4, 4].mean() > 0.9  # the AFS-level voxels were AFS before
