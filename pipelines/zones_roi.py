@@ -61,10 +61,16 @@ def gland_bbox_mm(gland_prob: np.ndarray, affine: np.ndarray, threshold: float =
     return np.sort(world[:, :3], axis=0)
 
 
+MAX_ROI_FACTOR = 1.5
+"""The automatic crop is at most this many times ``roi_mm`` per axis (a larger "gland" is implausible
+and flagged by its volume; the cap bounds the time and memory of a poorly localised scan)."""
+
+
 def box_around(
     bbox_mm: np.ndarray, affine: np.ndarray, shape: Sequence[int], roi_mm: Sequence[float], margin_mm: float
 ) -> RoiBox:
-    """The crop (RAS voxel indices) centred on ``bbox_mm``: the box plus ``margin_mm``, at least ``roi_mm``.
+    """The crop (RAS voxel indices) centred on ``bbox_mm``: the box plus ``margin_mm``, at least ``roi_mm``
+    and at most :data:`MAX_ROI_FACTOR` times ``roi_mm``.
 
     Args:
         bbox_mm: world corners from :func:`gland_bbox_mm`.
@@ -75,7 +81,8 @@ def box_around(
     """
     affine = np.asarray(affine, dtype=np.float64)
     center_mm = bbox_mm.mean(0)
-    size_mm = np.maximum(np.asarray(roi_mm, dtype=np.float64), bbox_mm[1] - bbox_mm[0] + 2 * margin_mm)
+    roi = np.asarray(roi_mm, dtype=np.float64)
+    size_mm = np.clip(bbox_mm[1] - bbox_mm[0] + 2 * margin_mm, roi, MAX_ROI_FACTOR * roi)
     center_vox = (np.linalg.inv(affine) @ np.r_[center_mm, 1.0])[:3]
     half = np.ceil(size_mm / np.abs(np.diag(affine)[:3]) / 2.0)
     start = np.clip(np.round(center_vox - half), 0, np.asarray(shape)).astype(int)

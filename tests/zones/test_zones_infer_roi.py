@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medcl.pipelines.zones_roi import RoiBox, quality_flags
+from medcl.pipelines.zones_roi import RoiBox, box_around, quality_flags
 from medcl.pipelines.zones_segment import ZonesSegmenter, segment
 
 CASE = "mri/prostate158-sample/001"
@@ -123,3 +123,12 @@ def test_quality_flags_hand_made_cases():
     gland[:, :, 0] = True
     assert quality_flags(gland, whole, 30.0) == ["gland touches image border (RAS)"]
     assert quality_flags(np.zeros_like(gland), whole, 0.0) == ["no gland found"]
+
+
+def test_auto_box_is_at_least_and_at_most_its_bounds():
+    affine = np.diag([0.5, 0.5, 3.0, 1.0])
+    small = box_around(np.array([[40.0, 40.0, 30.0], [50.0, 50.0, 36.0]]), affine, (400, 400, 40), (80, 80, 60), 10.0)
+    assert np.allclose(np.subtract(small.end, small.start) * [0.5, 0.5, 3.0], (80.5, 80.5, 63.0), atol=1.5)
+    assert np.allclose(small.center_mm, (45.0, 45.0, 33.0))
+    huge = box_around(np.array([[0.0, 0.0, 0.0], [199.0, 199.0, 119.0]]), affine, (400, 400, 40), (80, 80, 60), 10.0)
+    assert np.allclose(np.subtract(huge.end, huge.start) * [0.5, 0.5, 3.0], (120.5, 120.5, 93.0), atol=1.5)
