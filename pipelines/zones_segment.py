@@ -11,17 +11,20 @@ signed-distance gap filling, :mod:`medcl.postprocess`). Per case it writes
 ``<case>_sectors.nii.gz`` + ``<case>_sectors.json`` and ``<case>_qc.png``; a batch writes
 ``summary.csv``.
 
-Region of interest: the prostate lies near the centre of a prostate T2 field of view, so the
-network only sees a physical box of ``roi_mm`` (default 80 x 80 mm in the axial plane, up to
-120 mm cranio-caudally) centred on the field of view of the RAS-reoriented scan (MONAI
-``CenterSpatialCropd``, inverted with the other steps); outside the box the probabilities are
-background. Only the box is resampled, and a 384 x 384 x 19 scan needs one network window per
-flip.
+Region of interest (``roi="auto"``, the default): a coarse pass of the same network over the
+whole field of view at ``locate_pixdim`` localises the gland, and the network then sees a box
+around it plus a margin, at least ``roi_mm`` (default 80 x 80 mm axially, 120 mm cranio-caudally)
+large (:mod:`medcl.pipelines.zones_roi`); ``roi="center"`` keeps the fixed box centred on the
+field of view. The crop is a MONAI ``SpatialCropd`` inverted with the other steps; outside it
+the probabilities are background. Only the box is resampled at full resolution. Each case's
+row in ``summary.csv`` and its QC image carry flags: gland touching the crop or image border,
+implausible gland volume, localisation failure.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 import time
@@ -33,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import CenterSpatialCropd, Compose, EnsureChannelFirstd
+from monai.transforms import Compose, EnsureChannelFirstd, Spacing, SpatialCropd
 from torch import nn
 
 from medcl.engine.device import autocast_dtype
@@ -47,6 +50,13 @@ from medcl.inferers.zones_window import (
     voxel_spacing,
     window_size,
 )
+from medcl.pipelines.zones_outputs import (
+    ZONE_COLOURS,
+    write_itksnap_labels,
+    write_probabilities,
+    write_seg_nrrd,
+)
+from medcl.pipelines.zones_roi import RoiBox, box_around, centred_box, gland_bbox_mm, quality_flags
 from medcl.postprocess.volumes import ZONE_NAMES, zone_volumes
 from medcl.postprocess.zones import clean_zones
 from medcl.transforms.geometry import (
@@ -58,10 +68,15 @@ from medcl.transforms.geometry import (
 )
 from medcl.utils import atomic_write_path, ensure_output_dir, write_json
 
+DEFAULT_LOCATE_PIXDIM: tuple[float, float, float] = (1.0, 1.0, 3.0)
+ROI_MODES: tuple[str, ...] = ("auto", "center")
 OUTPUT_SUFFIXES: tuple[str, ...] = (
-    "_zones.nii.gz", "_uncertainty.nii.gz", "_volumes.json", "_sectors.nii.gz", "_sectors.json", "_qc.png"
+    "_zones.nii.gz", "_zones.seg.nrrd", "_uncertainty.nii.gz", "_volumes.json", "_sectors.nii.gz",
+    "_sectors.json", "_qc.png",
 )
-QC_COLOURS: tuple[str, ...] = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8")
+PROBABILITY_SUFFIX = "_probabilities.npz"
+ITKSNAP_LABELS = "zones_itksnap_labels.txt"
+QC_COLOURS: tuple[str, ...] = ZONE_COLOURS
 
 
 # ----------------------------------------------------------------------------------- the model
@@ -78,12 +93,19 @@ class ZonesSegmenter:
         sw_batch_size: windows per forward pass.
         overlap: sliding-window overlap.
         pixdim: canonical voxel size in mm.
-        roi_mm: size of the centred region of interest in mm (RAS axes).
+        roi_mm: size of the region of interest in mm (RAS axes); with ``roi="auto"`` the smallest crop.
+        roi: ``"auto"`` (localise the gland with a coarse pass, crop around it) or ``"center"``
+            (fixed box centred on the field of view).
+        locate_pixdim: voxel size in mm of the coarse localisation pass.
+        roi_margin_mm: margin around the localised gland.
         max_window: largest sliding window in voxels (rounded to the network's size divisor).
         names: label value -> zone name.
         series: DICOM series UID or description of study folders.
         channel: channel of 4D images.
         card: the checkpoint's model card (:mod:`medcl.engine.model_card`).
+        drop_zones: label values never annotated in the training data (from the model card); their
+            probability is folded into background, since partial-label training never told them
+            apart from background (e.g. AFS for a model trained on PZ/TZ-only data).
     """
 
     net: nn.Module
@@ -93,30 +115,53 @@ class ZonesSegmenter:
     overlap: float = 0.25
     pixdim: tuple[float, ...] = DEFAULT_PIXDIM
     roi_mm: tuple[float, ...] = DEFAULT_ROI_MM
+    roi: str = "auto"
+    locate_pixdim: tuple[float, ...] = DEFAULT_LOCATE_PIXDIM
+    roi_margin_mm: float = 10.0
     max_window: tuple[int, ...] = DEFAULT_MAX_WINDOW
     names: dict[int, str] = field(default_factory=lambda: dict(ZONE_NAMES))
     series: str | None = None
     channel: int | list[int] | None = None
     card: dict = field(default_factory=dict)
+    drop_zones: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.roi not in ROI_MODES:
+            raise MedclError(f"--roi: {self.roi!r} is not one of {', '.join(ROI_MODES)}")
         self.net = self.net.to(self.device).eval()
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | os.PathLike, device: str = "auto", **kwargs: Any) -> ZonesSegmenter:
-        """Build the network from a medcl ``zones`` checkpoint (safe load) and wrap it.
+    def from_checkpoint(
+        cls, checkpoint: str | os.PathLike | Sequence[str | os.PathLike], device: str = "auto", **kwargs: Any
+    ) -> ZonesSegmenter:
+        """Build the network from medcl ``zones`` checkpoint(s) (safe load) and wrap it.
 
-        The label map and the training voxel size (``data.pixdim``) come from the checkpoint.
+        Several checkpoints (e.g. cross-validation folds) become a :class:`ZonesEnsemble` that
+        averages their probabilities; they must agree on the label map, the voxel size and the
+        input channels. The label map and the training voxel size (``data.pixdim``) come from the
+        checkpoint(s); the model card is the first one's, marked synthetic if any member is.
         """
         from medcl.engine import load_model_checkpoint, load_state_into, pick_device
         from medcl.nets.dualpath import build_zones_net
 
-        ckpt = load_model_checkpoint(checkpoint, "zones")
-        net = load_state_into(build_zones_net(ckpt.config.get("model")), ckpt)
-        names = _zone_names(ckpt.label_map)
-        pixdim = tuple((ckpt.config.get("data") or {}).get("pixdim") or DEFAULT_PIXDIM)
-        card = ckpt.extra.get("model_card") or {}
-        kwargs.setdefault("channel", (ckpt.config.get("data") or {}).get("channel"))  # as trained
+        paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+        ckpts = [load_model_checkpoint(p, "zones") for p in paths]
+        nets = [load_state_into(build_zones_net(c.config.get("model")), c) for c in ckpts]
+        settings = [(_zone_names(c.label_map), tuple((c.config.get("data") or {}).get("pixdim") or DEFAULT_PIXDIM),
+                     (c.config.get("data") or {}).get("channel")) for c in ckpts]
+        for path, other in zip(paths[1:], settings[1:]):
+            if other != settings[0]:
+                raise MedclError(f"{path}: labels/voxel size/channels {other} differ from {paths[0]} {settings[0]}; "
+                                 "an ensemble needs checkpoints of the same kind")
+        names, pixdim, channel = settings[0]
+        cards = [c.extra.get("model_card") or {} for c in ckpts]
+        card = dict(cards[0])
+        if len(cards) > 1:
+            synthetic = [c for c in cards if c.get("synthetic_only")]
+            card = dict(synthetic[0] if synthetic else card, ensemble_of=[str(p) for p in paths])
+        kwargs.setdefault("channel", channel)  # as trained
+        kwargs.setdefault("drop_zones", never_annotated(card, names))
+        net = nets[0] if len(nets) == 1 else ZonesEnsemble(nets)
         return cls(net=net, device=pick_device(device), names=names, pixdim=pixdim, card=card, **kwargs)
 
     @classmethod
@@ -127,8 +172,9 @@ class ZonesSegmenter:
         model = OnnxModel(folder, "zones")
         pixdim = tuple((model.card.get("config", {}).get("data") or {}).get("pixdim") or DEFAULT_PIXDIM)
         card = (model.card.get("extra") or {}).get("model_card") or {}
-        return cls(net=OnnxZonesNet(model), names=_zone_names(model.card.get("label_map")), pixdim=pixdim,
-                   card=card, **kwargs)
+        names = _zone_names(model.card.get("label_map"))
+        kwargs.setdefault("drop_zones", never_annotated(card, names))
+        return cls(net=OnnxZonesNet(model), names=names, pixdim=pixdim, card=card, **kwargs)
 
     @property
     def divisor(self) -> list[int]:
@@ -144,38 +190,71 @@ class ZonesSegmenter:
         """ROI size in voxels of the RAS-reoriented input grid (``roi_mm`` over each axis's voxel size)."""
         return native_roi(affine, self.roi_mm)
 
-    def preprocessing(self, affine: Any) -> Compose:
-        """Reorient, scale intensities, crop the centred ROI, resample it (invertible with ``Invertd``).
+    def _orient_scale(self) -> list:
+        orient, spacing = [t for t in canonical_transforms("image", pixdim=self.pixdim)
+                           if not isinstance(t, EnsureChannelFirstd)]
+        return [orient, percentile_scale("image"), spacing]
+
+    def preprocessing(self, box: RoiBox) -> Compose:
+        """Reorient, scale intensities, crop ``box``, resample it (invertible with ``Invertd``).
 
         The chain is the shared geometry recipe (:func:`medcl.transforms.geometry.canonical_transforms`)
         with the percentile scaling and the ROI crop inserted before the resampling, so only the
         ROI is resampled. It is applied to the channel-first image of
         :func:`medcl.io.image.read_image`, so the recipe's ``EnsureChannelFirstd`` is left out.
         """
-        orient, spacing = [t for t in canonical_transforms("image", pixdim=self.pixdim)
-                           if not isinstance(t, EnsureChannelFirstd)]
-        crop = CenterSpatialCropd("image", roi_size=self.native_roi(affine))
-        return MedclCompose([orient, percentile_scale("image"), crop, spacing])
+        orient, scale, spacing = self._orient_scale()
+        crop = SpatialCropd("image", roi_start=box.start, roi_end=box.end)
+        return MedclCompose([orient, scale, crop, spacing])
+
+    def locate(self, image: MetaTensor) -> RoiBox:
+        """The crop of ``image``: centred (``roi="center"``), or around the gland found by a coarse pass.
+
+        Auto mode resamples the whole reoriented, scaled scan to ``locate_pixdim``, runs the network
+        once (no TTA), and boxes the largest component of ``P(gland) > 0.5``
+        (:mod:`medcl.pipelines.zones_roi`); if none is found it falls back to the centred box.
+        """
+        orient, scale, _ = self._orient_scale()
+        ras = scale(orient({"image": image.clone()}))["image"]
+        affine, shape = np.asarray(ras.affine, dtype=np.float64), list(ras.shape[1:])
+        if self.roi == "center":
+            return centred_box(affine, shape, self.native_roi(affine))
+        coarse = Spacing(pixdim=self.locate_pixdim, mode="bilinear")(ras)
+        probs = self.infer(coarse.as_tensor()[None], tta=False)[0, :5]
+        bbox = gland_bbox_mm((1.0 - probs[0]).numpy(), np.asarray(coarse.affine, dtype=np.float64))
+        if bbox is None:
+            return centred_box(affine, shape, self.native_roi(affine), mode="center (gland not found)")
+        return box_around(bbox, affine, shape, self.roi_mm, self.roi_margin_mm)
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         probs, uncertainty = self.net.zone_probabilities(x)
         return torch.cat([probs.float(), uncertainty.float()], dim=1)
 
     @torch.inference_mode()
-    def infer(self, x: torch.Tensor) -> torch.Tensor:
+    def infer(self, x: torch.Tensor, tta: bool | None = None) -> torch.Tensor:
         """Probabilities and uncertainty ``(1, 6, ...)`` on the canonical grid for ``x`` ``(1, 1, ...)``.
 
-        Flip TTA runs the scan and its left-right mirror as one batch and averages the
-        un-flipped outputs.
+        Flip TTA (``tta``, default the segmenter's setting) runs the scan and its left-right
+        mirror as one batch and averages the un-flipped outputs.
         """
+        tta = self.tta if tta is None else tta
         x = x.to(self.device, torch.float32)
         dtype = autocast_dtype(self.device)
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            return flip_tta_sliding_window(x, self._predict, self.window(x.shape[2:]), self.sw_batch_size,
-                                           self.overlap, self.tta)
+            out = flip_tta_sliding_window(x, self._predict, self.window(x.shape[2:]), self.sw_batch_size,
+                                          self.overlap, tta)
+        for value in self.drop_zones:
+            out[:, 0] += out[:, value]
+            out[:, value] = 0.0
+        return out
 
     def predict(self, image: MetaTensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Zone probabilities ``(5, X, Y, Z)`` and uncertainty ``(X, Y, Z)`` on the grid of ``image``.
+        """Zone probabilities ``(5, X, Y, Z)`` and uncertainty ``(X, Y, Z)`` on the grid of ``image``."""
+        probs, uncertainty, _ = self.predict_with_roi(image)
+        return probs, uncertainty
+
+    def predict_with_roi(self, image: MetaTensor) -> tuple[torch.Tensor, torch.Tensor, RoiBox]:
+        """Zone probabilities ``(5, X, Y, Z)``, uncertainty ``(X, Y, Z)`` on the grid of ``image``, and the crop.
 
         Args:
             image: a channel-first ``(1, X, Y, Z)`` scan with its RAS affine (``read_image``).
@@ -183,7 +262,8 @@ class ZonesSegmenter:
         Probabilities are inverted onto the input grid before any argmax; outside the ROI they
         are background.
         """
-        pre = self.preprocessing(image.affine)
+        box = self.locate(image)
+        pre = self.preprocessing(box)
         data = pre({"image": image.clone()})
         out = self.infer(data["image"][None])[0].cpu()
         pred = MetaTensor(out, meta=dict(data["image"].meta))
@@ -191,7 +271,31 @@ class ZonesSegmenter:
         back = invert_to_input("pred", pre, orig_keys="image")({"image": data["image"], "pred": pred})["pred"]
         probs = back.as_tensor()[:5].clamp_min(0.0)
         probs[0] = (1.0 - probs[1:].sum(0)).clamp_min(0.0)
-        return probs, back.as_tensor()[5]
+        return probs, back.as_tensor()[5], box
+
+
+class ZonesEnsemble(nn.Module):
+    """Average of several zones networks (fold ensemble): mean probabilities and mean uncertainty.
+
+    Its ``spec.divisor`` is the per-axis least common multiple of the members' divisors.
+    """
+
+    def __init__(self, nets: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(nets)
+        divisors = [getattr(getattr(n, "spec", None), "divisor", (16, 16, 16)) for n in nets]
+        self.spec = type("EnsembleSpec", (), {"divisor": tuple(math.lcm(*d) for d in zip(*divisors))})()
+
+    def zone_probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outs = [net.zone_probabilities(x) for net in self.members]
+        return (torch.stack([p.float() for p, _ in outs]).mean(0), torch.stack([u.float() for _, u in outs]).mean(0))
+
+
+def never_annotated(card: Mapping[str, Any], names: Mapping[int, str]) -> tuple[int, ...]:
+    """Label values whose zone no labelled training data set of the model card annotates (none without a card)."""
+    data = [d for d in card.get("training_data") or [] if not str(d.get("name", "")).endswith("(unlabeled)")]
+    seen = {z for d in data for z in d.get("annotated") or []}
+    return tuple(v for v, name in sorted(names.items()) if seen and name not in seen)
 
 
 def _zone_names(label_map: Mapping | None) -> dict[int, str]:
@@ -305,26 +409,56 @@ def write_qc_png(
     return path
 
 
-def _write_case(segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str) -> dict:
-    """Segment one scan and write its outputs; returns its summary row."""
+def _write_case(
+    segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str, save_probabilities: bool = False
+) -> dict:
+    """Segment one scan and write its outputs (each atomically, the volumes JSON last); returns its summary row."""
     from medcl.io.image import write_like
     from medcl.pipelines.zones_sectors import write_sector_files
 
     image = read_scan(path, segmenter.series, segmenter.channel)
-    probs, uncertainty = segmenter.predict(image)
+    probs, uncertainty, box = segmenter.predict_with_roi(image)
     affine = np.asarray(image.affine, dtype=np.float64)
     spacing = voxel_spacing(affine)
     labels = clean_zones(probs.max(0).indices.numpy(), spacing, tuple(segmenter.names))  # max: faster than argmax
     volumes = zone_volumes(labels, affine, segmenter.names)
+    flags = quality_flags(ras_volume(labels > 0, affine)[0], box, volumes["gland"])
     files = {s: out / f"{case}{s}" for s in OUTPUT_SUFFIXES}
     write_like(labels, image, files["_zones.nii.gz"], dtype=np.uint8)
+    write_seg_nrrd(labels, affine, files["_zones.seg.nrrd"], segmenter.names)
+    if save_probabilities:
+        channels = ["BG", *(segmenter.names[k] for k in sorted(segmenter.names))]
+        write_probabilities(probs.numpy(), image, out / f"{case}{PROBABILITY_SUFFIX}", channels)
     write_like(uncertainty.numpy(), image, files["_uncertainty.nii.gz"], dtype=np.float32)
     write_sector_files(labels, image, out, case)
     warning = synthetic_warning(segmenter.card)
-    write_json(files["_volumes.json"], {"case": case, "input": str(path), **volumes, "model": _model_note(segmenter)})
-    write_qc_png(image.as_tensor()[0].numpy(), labels, affine, files["_qc.png"], stamp=warning)
-    return {**{f"{z}_ml": round(v, 4) for z, v in volumes["zones"].items()}, "gland_ml": round(volumes["gland"], 4),
-            "model_warning": warning}
+    roi = {"mode": box.mode, "center_mm_ras": box.center_mm, "start_ras": box.start, "end_ras": box.end}
+    stamp = "\n".join(x for x in (warning, "; ".join(f"FLAG: {f}" for f in flags)) if x)
+    write_qc_png(image.as_tensor()[0].numpy(), labels, affine, files["_qc.png"], stamp=stamp)
+    row = {**{f"{z}_ml": round(v, 4) for z, v in volumes["zones"].items()}, "gland_ml": round(volumes["gland"], 4),
+           "roi": box.mode, "roi_center_mm_ras": " ".join(f"{c:g}" for c in box.center_mm),
+           "flags": "; ".join(flags), "model_warning": warning}
+    write_json(files["_volumes.json"], {"case": case, "input": str(path), **volumes, "roi": roi, "flags": flags,
+                                        "model": _model_note(segmenter), "summary_row": row})
+    return row
+
+
+def expected_outputs(out: Path, case: str, save_probabilities: bool = False) -> list[Path]:
+    """The files one segmented case leaves in ``out``."""
+    return [out / f"{case}{s}" for s in OUTPUT_SUFFIXES + ((PROBABILITY_SUFFIX,) if save_probabilities else ())]
+
+
+def finished_row(out: Path, case: str, save_probabilities: bool = False) -> dict | None:
+    """The summary row of a case whose outputs are all present (``--continue``), else ``None``."""
+    import json
+
+    if not all(p.is_file() for p in expected_outputs(out, case, save_probabilities)):
+        return None
+    try:
+        row = json.loads((out / f"{case}_volumes.json").read_text())["summary_row"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dict(row) if isinstance(row, dict) else None
 
 
 def _model_note(segmenter: ZonesSegmenter) -> dict[str, Any]:
@@ -349,7 +483,7 @@ def _refuse_overwrite(inputs: Sequence[str | os.PathLike], out: Path, names: Seq
 
 def segment(
     inputs: Sequence[str | os.PathLike],
-    checkpoint: str | os.PathLike | ZonesSegmenter,
+    checkpoint: str | os.PathLike | Sequence[str | os.PathLike] | ZonesSegmenter,
     out_dir: str | os.PathLike,
     tta: bool = True,
     device: str = "auto",
@@ -359,23 +493,31 @@ def segment(
     series: str | None = None,
     channel: int | Sequence[int] | None = None,
     engine: str = "torch",
+    roi: str = "auto",
+    save_probabilities: bool = False,
+    resume: bool = False,
 ) -> list[dict]:
     """Segment the prostate zones of each input scan; one bad input is reported and skipped.
 
     Args:
         inputs: image files (NIfTI/NRRD/MHA), folders of such files (expanded to them), or DICOM
             series folders.
-        checkpoint: a medcl ``zones`` checkpoint, or a ready :class:`ZonesSegmenter`.
+        checkpoint: a medcl ``zones`` checkpoint, several (a fold ensemble: probabilities
+            averaged), or a ready :class:`ZonesSegmenter`.
         out_dir: output folder (never an input's folder).
         tta: left-right flip test-time augmentation.
         device: ``"auto"`` (GPU when present, else CPU), ``"cpu"``, ``"cuda:0"``...
         sw_batch_size: sliding windows per forward pass.
         overlap: sliding-window overlap.
-        roi_mm: size of the centred region of interest in mm.
+        roi_mm: size of the region of interest in mm (the smallest crop with ``roi="auto"``).
         series: DICOM series UID or description for study folders holding several series.
         channel: channel of 4D images (MSD Task05: 0 T2, 1 ADC) or a list of them; default: as the
             checkpoint was trained (``data.channel``).
         engine: ``"torch"``, or ``"onnxruntime"`` with ``checkpoint`` a ``medcl export --format onnx`` folder.
+        roi: ``"auto"`` (localise the gland, crop around it) or ``"center"`` (fixed centred box);
+            a given :class:`ZonesSegmenter` keeps its own setting.
+        save_probabilities: also write ``<case>_probabilities.npz`` (float16, input grid).
+        resume: skip cases whose outputs are all present (``--continue``); their rows are read back.
 
     Returns:
         One summary row per input (``status`` ``"ok"`` or ``"error"`` with the message); the
@@ -391,19 +533,28 @@ def segment(
     if isinstance(checkpoint, ZonesSegmenter):
         segmenter = checkpoint
     elif engine == "onnxruntime":
-        segmenter = ZonesSegmenter.from_onnx(checkpoint, **settings)
+        folders = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+        if len(folders) != 1:
+            raise MedclError(f"--checkpoint: --engine onnxruntime takes one ONNX export folder, got {len(folders)}")
+        segmenter = ZonesSegmenter.from_onnx(folders[0], roi=roi, **settings)
     elif engine != "torch":
         raise MedclError(f"engine: {engine!r} is not one of ['torch', 'onnxruntime']")
     else:
-        segmenter = ZonesSegmenter.from_checkpoint(checkpoint, device=device, **settings)
+        segmenter = ZonesSegmenter.from_checkpoint(checkpoint, device=device, roi=roi, **settings)
     segmenter.series = series if series is not None else segmenter.series
     segmenter.channel = channel if channel is not None else segmenter.channel
     if synthetic_warning(segmenter.card):
         print(f"medcl: {synthetic_warning(segmenter.card)}", file=sys.stderr)
+    write_itksnap_labels(out / ITKSNAP_LABELS, segmenter.names)
     from medcl.utils import progress_bar
 
-    pairs = progress_bar(list(zip(inputs, names)), "segment")
-    rows = [_segment_one(segmenter, path, out, case) for path, case in pairs]
+    rows = []
+    for path, case in progress_bar(list(zip(inputs, names)), "segment"):
+        done = finished_row(out, case, save_probabilities) if resume else None
+        if done is not None:
+            rows.append({"case": case, "input": str(path), "status": "ok", "error": "", **done, "resumed": True})
+            continue
+        rows.append({**_segment_one(segmenter, path, out, case, save_probabilities), "resumed": False})
     _write_csv(out / "summary.csv", rows)
     return rows
 
@@ -420,11 +571,13 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str | os.PathLike
     return expanded
 
 
-def _segment_one(segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str) -> dict:
+def _segment_one(
+    segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str, save_probabilities: bool = False
+) -> dict:
     start = time.perf_counter()
     row: dict[str, Any] = {"case": case, "input": str(path), "status": "ok", "error": ""}
     try:
-        row.update(_write_case(segmenter, path, out, case))
+        row.update(_write_case(segmenter, path, out, case, save_probabilities))
     except Exception as exc:  # noqa: BLE001 - one bad scan must not stop the batch
         message = str(exc) if isinstance(exc, MedclError) else f"{path}: {type(exc).__name__}: {exc}"
         print(f"medcl: error: {message}", file=sys.stderr)

@@ -21,6 +21,7 @@ BENCHES: dict[str, str] = {
     "ecg": "ProtoECGNet training samples/s per branch, projection time, predict records/s",
     "report": "ECG report rendering: seconds per report, reports/min",
     "ecg-real": "ProtoECGNet vs a plain 1D ResNet on 414 real PTB-XL ECGs: AUROC by three estimators, cross-source",
+    "zones-real": "leave-one-out zones accuracy on the real Prostate158 sample; keeps the all-case model",
 }
 
 
@@ -84,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = add_group(subparsers, "bench", "benchmarks printing throughput and peak memory as JSON")
     for name, module in _available().items():
         parser = add_command(sub, name, BENCHES[name], _runner(name, module))
-        parser.add_argument("--out", help="also write OUT/<name>.json")
+        parser.add_argument("--out", help=f"also write OUT/{_module(name)}.json")
         module.add_arguments(parser)
     every = add_command(sub, "all", "run every benchmark", _run_all)
     every.add_argument("--out", help="write OUT/<name>.json for each")

@@ -14,7 +14,8 @@ def _segment(args: argparse.Namespace) -> int:
     rows = segment(
         args.inputs, args.checkpoint, args.out, tta=not args.no_tta, device=args.device,
         sw_batch_size=args.sw_batch_size, overlap=args.overlap, roi_mm=args.roi_mm, series=args.series,
-        channel=parse_channel(args.channel), engine=args.engine,
+        channel=parse_channel(args.channel), engine=args.engine, roi=args.roi,
+        save_probabilities=args.save_probabilities, resume=args.resume,
     )
     failed = [r for r in rows if r["status"] != "ok"]
     print(f"medcl: segmented {len(rows) - len(failed)} of {len(rows)} scans into {args.out}")
@@ -54,18 +55,26 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--series", default=None, help="DICOM series UID or description (study folders)")
     p.add_argument("--channel", default=None,
                    help="channel(s) of 4D images, e.g. 0 or 0,1 (default: as the model was trained)")
-    p.add_argument("--checkpoint", required=True,
-                   help="zones checkpoint (.ckpt) from `medcl zones train`, a weights-only model.safetensors, "
-                        "or with --engine onnxruntime a `medcl export --format onnx` folder")
+    p.add_argument("--checkpoint", required=True, nargs="+",
+                   help="zones checkpoint(s) (.ckpt from `medcl zones train` or weights-only model.safetensors); "
+                        "several: fold ensemble (averaged); with --engine onnxruntime one `medcl export --format "
+                        "onnx` folder")
     p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
                    help="run the network in PyTorch (default) or onnxruntime (ONNX export folder)")
+    p.add_argument("--save-probabilities", action="store_true",
+                   help="also write <case>_probabilities.npz (float16, BG + zones, input grid, RAS affine)")
+    p.add_argument("--continue", dest="resume", action="store_true",
+                   help="skip cases whose outputs in --out are complete")
     p.add_argument("--out", required=True, help="output folder (not an input's folder)")
     p.add_argument("--device", default="auto", help="auto (GPU if present, else CPU), cpu, cuda, cuda:1")
     p.add_argument("--sw-batch-size", type=int, default=2, help="sliding windows per forward pass")
     p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap in [0, 1)")
     p.add_argument("--no-tta", action="store_true", help="disable left-right flip test-time augmentation")
     p.add_argument("--roi-mm", type=float, nargs=3, default=(80.0, 80.0, 120.0), metavar=("LR", "AP", "SI"),
-                   help="centred region of interest in mm (default 80 80 120)")
+                   help="region of interest in mm (default 80 80 120; with --roi auto the smallest crop)")
+    p.add_argument("--roi", choices=("auto", "center"), default="auto",
+                   help="auto: localise the gland with a coarse pass and crop around it (default); "
+                   "center: fixed box centred on the field of view")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,225 @@
+"""Real few-shot zones benchmark: leave-one-case-out over the real Prostate158 sample.
+
+For each of the real T2 volumes with manual PZ/TZ labels in ``../shared/data/mri/prostate158-sample``
+(cases 001, 002, 020), each variant is trained on the other cases (the real training chain of
+``medcl zones train``, partial-label losses) and the held-out case is segmented with ``medcl zones
+segment`` (automatic ROI); PZ, TZ and whole-gland Dice, MASD and HD95 (mm) are computed against
+reader 1 (:mod:`medcl.metrics.segmentation`). A predicted DPU counts as TZ and a predicted AFS as
+background, as these references draw them. The inter-reader agreement (reader 1 vs reader 2 on 001
+and 002) is the human ceiling. Variants: ``dualpath`` and ``baseline`` (single path) on the real
+cases; the full run adds ``phantoms`` (synthetic only) and ``real+phantoms``. The dual-path model
+trained on all real cases is kept as ``DIR/checkpoints/zones_real.ckpt``.
+
+Leave-one-out over three cases is a small-sample estimate: each fold trains on two scans.
+The module top level imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SAMPLE = Path("mri/prostate158-sample")
+EVAL_NAMES = {1: "PZ", 2: "TZ"}
+TO_REFERENCE_ZONES = (0, 1, 2, 2, 0)  # medcl BG, PZ, TZ, DPU -> TZ, AFS -> BG
+PROSTATE158_TO_MEDCL = (0, 2, 1)  # Prostate158 1 TZ, 2 PZ
+VARIANTS_QUICK = ("dualpath", "baseline")
+VARIANTS_FULL = ("dualpath", "baseline", "phantoms", "real+phantoms")
+REPEATS = 2  # each training case is listed this often per epoch (fewer, longer epochs: less Lightning overhead)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``medcl bench zones-real``."""
+    parser.add_argument("--data", default=None, help=f"Prostate158 sample folder (default ../shared/data/{SAMPLE})")
+    parser.add_argument("--quick", action="store_true", help="dual-path and single-path only, short training")
+    parser.add_argument("--variants", default=None, help="comma-separated subset of " + ",".join(VARIANTS_FULL))
+    parser.add_argument("--epochs", type=int, default=None, help="stage-1 epochs (default: 5 quick, 40 full)")
+    parser.add_argument("--folds", type=int, default=None, help="only the first N held-out cases (tests)")
+    parser.add_argument("--no-final", action="store_true", help="skip the model trained on all real cases")
+
+
+def training_config(arch: str, epochs: int, seed: int = 0) -> dict[str, Any]:
+    """The zones config of the benchmark: 1 x 1 x 3 mm, 64 x 64 x 8 patches, a small 3-level net."""
+    stage2 = max(1, epochs // 6) if arch == "dualpath" else 0
+    return {
+        "train": {"max_epochs": epochs, "seed": seed, "check_val_every_n_epoch": epochs, "progress_bar": False,
+                  "loggers": ["csv"], "accelerator": "cpu", "log_every_n_steps": 50},
+        "data": {"pixdim": [1.0, 1.0, 3.0], "patch_size": [64, 64, 8], "samples_per_volume": 4, "batch_size": 2,
+                 "cache": "memory", "pos": 3.0, "neg": 1.0},
+        "model": {"arch": arch, "filters": [8, 16, 32], "kernel_sizes": [[3, 3, 1], [3, 3, 1], [3, 3, 3]],
+                  "strides": [[1, 1, 1], [2, 2, 1], [2, 2, 2]], "aux": "mask" if arch == "dualpath" else "none"},
+        "optim": {"lr": 0.005},
+        "stage2": {"epochs": stage2, "lr": 0.001, "rampup_epochs": 0.0},
+    }
+
+
+def _items(root: Path, work: Path) -> list[dict]:
+    from medcl.data.datalist import read_datalist
+    from medcl.data.layouts import build_datalist
+
+    path, _ = build_datalist(root, "prostate158", work / "all.json", folds=1)
+    return read_datalist(path, "training", ("image", "label"))
+
+
+def _phantom_items(work: Path, n: int = 6) -> list[dict]:
+    from medcl.data.datalist import read_datalist
+    from medcl.data.synthetic.prostate import write_dataset
+
+    path = work / "phantoms" / "dataset.json"
+    if not path.is_file():
+        path = write_dataset(work / "phantoms", n=n, seed=0, n_validation=0)
+    return read_datalist(path, "training", ("image", "label"))
+
+
+def _train(items: list[dict], arch: str, epochs: int, out: Path, name: str, synthetic: bool) -> tuple[Path, float]:
+    """Train on ``items`` (no validation: the last checkpoint is kept); return it and the seconds taken."""
+    from medcl.data.datalist import write_datalist
+    from medcl.pipelines.zones import ZonesConfig, train
+
+    out.mkdir(parents=True, exist_ok=True)
+    datalist = write_datalist(out / "datalist.json", {"training": items * REPEATS, "validation": []},
+                              name=f"{name} (each case listed {REPEATS}x)",
+                              synthetic=synthetic)
+    cfg = ZonesConfig.model_validate({**training_config(arch, epochs), "data": {
+        **training_config(arch, epochs)["data"], "datalist": str(datalist)}})
+    start = time.perf_counter()
+    checkpoint = train(cfg, out)
+    return checkpoint, time.perf_counter() - start
+
+
+def _reference(path: str | Path) -> Any:
+    import nibabel as nib
+    import numpy as np
+
+    return np.asarray(PROSTATE158_TO_MEDCL)[np.asarray(nib.load(path).dataobj).astype(int)]
+
+
+def case_scores(pred: Any, ref: Any, spacing: Any) -> dict[str, dict[str, float | None]]:
+    """PZ, TZ and gland Dice / MASD / HD95 (mm) of medcl zone maps against a PZ/TZ reference."""
+    import numpy as np
+
+    from medcl.metrics.segmentation import zone_metrics
+
+    pred = np.asarray(TO_REFERENCE_ZONES)[np.asarray(pred).astype(int)]
+    rows = zone_metrics(pred, ref, spacing, EVAL_NAMES)
+    rows += zone_metrics((pred > 0).astype(np.uint8), (np.asarray(ref) > 0).astype(np.uint8), spacing, {1: "gland"})
+    return {r["zone"]: {k: _num(r[k]) for k in ("dice", "masd_mm", "hd95_mm")} for r in rows}
+
+
+def _num(value: Any) -> float | None:
+    import math
+
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 4)
+
+
+def _segment_and_score(checkpoint: Path, item: dict, out: Path) -> dict[str, Any]:
+    import nibabel as nib
+
+    from medcl.pipelines.zones_segment import segment, voxel_spacing
+
+    case = Path(item["image"]).parent.name
+    rows = segment([item["image"]], checkpoint, out, device="cpu")
+    if rows[0]["status"] != "ok":
+        return {"test_case": case, "error": rows[0]["error"]}
+    zones = nib.load(out / "t2_zones.nii.gz")
+    scores = case_scores(zones.get_fdata().astype(int), _reference(item["label"]), voxel_spacing(zones.affine))
+    return {"test_case": case, **scores, "roi": rows[0]["roi"], "flags": rows[0]["flags"],
+            "segment_seconds": rows[0]["seconds"], "qc_png": str(out / "t2_qc.png")}
+
+
+def _mean(folds: list[dict]) -> dict[str, dict[str, float | None]]:
+    mean: dict[str, dict[str, float | None]] = {}
+    for zone in ("PZ", "TZ", "gland"):
+        mean[zone] = {}
+        for key in ("dice", "masd_mm", "hd95_mm"):
+            values = [f[zone][key] for f in folds if zone in f and f[zone][key] is not None]
+            mean[zone][key] = round(statistics.fmean(values), 4) if values else None
+    return mean
+
+
+def inter_reader(root: Path) -> dict[str, Any]:
+    """Reader 1 vs reader 2 (PZ, TZ, gland) on the cases that have both: the human ceiling."""
+    import nibabel as nib
+
+    from medcl.pipelines.zones_segment import voxel_spacing
+
+    cases = {}
+    for folder in sorted(p for p in root.iterdir() if (p / "t2_anatomy_reader2.nii.gz").is_file()):
+        r1 = nib.load(folder / "t2_anatomy_reader1.nii.gz")
+        cases[folder.name] = case_scores(_reference(folder / "t2_anatomy_reader2.nii.gz"),
+                                         _reference(folder / "t2_anatomy_reader1.nii.gz"), voxel_spacing(r1.affine))
+    return {"cases": cases, "mean": _mean(list(cases.values()))}
+
+
+def _variant_items(variant: str, real: list[dict], work: Path) -> tuple[str, list[dict], bool]:
+    arch = "baseline" if variant == "baseline" else "dualpath"
+    phantoms = _phantom_items(work) if "phantoms" in variant else []
+    train = phantoms if variant == "phantoms" else real + phantoms
+    return arch, train, variant == "phantoms"
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Leave-one-case-out on the real cases per variant, the inter-reader ceiling, and the final model."""
+    import torch
+
+    root = Path(args.data) if args.data else Path("..") / "shared" / "data" / SAMPLE
+    if not (root.is_dir() and any(root.glob("*/t2_anatomy_reader1.nii.gz"))):
+        print(f"medcl: bench zones-real skipped: {root} has no Prostate158 cases", file=sys.stderr)
+        return {"skipped": f"{root}: no Prostate158 cases (t2.nii.gz + t2_anatomy_reader1.nii.gz)"}
+    out = Path(args.out or "bench-zones-real")
+    work = out / "work"
+    variants = args.variants.split(",") if args.variants else list(VARIANTS_QUICK if args.quick else VARIANTS_FULL)
+    unknown = [v for v in variants if v not in VARIANTS_FULL]
+    if unknown:
+        from medcl.errors import MedclError
+
+        raise MedclError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS_FULL)}")
+    epochs = args.epochs or (5 if args.quick else 40)
+    start = time.perf_counter()
+    real = _items(root, work)
+    held_out = real[: args.folds] if args.folds else real
+    result: dict[str, Any] = {
+        "data": str(root), "cases": [Path(i["image"]).parent.name for i in real], "quick": bool(args.quick),
+        "epochs_stage1": epochs, "threads": torch.get_num_threads(), "device": "cpu",
+        "protocol": "leave-one-case-out; train on the other real cases (+ phantoms where named), test on the "
+        "held-out case against reader 1; automatic ROI; DPU counted as TZ, AFS as background",
+        "training_config": {v: training_config("baseline" if v == "baseline" else "dualpath", epochs)
+                            for v in variants},
+        "inter_reader": inter_reader(root), "variants": {},
+    }
+    for variant in variants:
+        folds = []
+        for item in held_out:
+            case = Path(item["image"]).parent.name
+            arch, train_items, synthetic = _variant_items(variant, [i for i in real if i is not item], work)
+            run_dir = work / variant.replace("+", "_") / (case if variant != "phantoms" else "all")
+            ckpt = run_dir / "final.ckpt"
+            seconds = 0.0
+            if not ckpt.is_file():
+                trained, seconds = _train(train_items, arch, epochs, run_dir, f"zones-real {variant}", synthetic)
+                shutil.copyfile(trained, ckpt)
+            fold = _segment_and_score(ckpt, item, run_dir / f"seg_{case}")
+            fold.update(train_cases=sorted({Path(i["image"]).parent.name for i in train_items if i in real}),
+                        n_phantoms=sum(i not in real for i in train_items), train_seconds=round(seconds, 1))
+            qc = out / "qc" / f"{variant.replace('+', '_')}_{case}_qc.png"
+            if fold.get("qc_png"):
+                qc.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(fold.pop("qc_png"), qc)
+                fold["qc"] = str(qc)
+            folds.append(fold)
+            print(f"[medcl] zones-real {variant} held-out {case}: " + ", ".join(
+                f"{z} Dice {fold[z]['dice']}" for z in ("PZ", "TZ", "gland") if z in fold), file=sys.stderr, flush=True)
+        result["variants"][variant] = {"folds": folds, "mean": _mean(folds)}
+    if not args.no_final:
+        trained, seconds = _train(real, "dualpath", epochs, work / "final", "zones-real all cases", False)
+        final = out / "checkpoints" / "zones_real.ckpt"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(trained, final)
+        result["checkpoint"] = {"path": str(final), "trained_on": result["cases"], "train_seconds": round(seconds, 1)}
+    result["seconds_total"] = round(time.perf_counter() - start, 1)
+    return result
