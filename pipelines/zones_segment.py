@@ -14,7 +14,7 @@ signed-distance gap filling, :mod:`medcl.postprocess`). Per case it writes
 Region of interest (``roi="auto"``, the default): a coarse pass of the same network over the
 whole field of view at ``locate_pixdim`` localises the gland, and the network then sees a box
 around it plus a margin, at least ``roi_mm`` (default 80 x 80 mm axially, 120 mm cranio-caudally)
-large (:mod:`medcl.pipelines.zones_roi`); ``roi="center"`` keeps the fixed box centred on the
+large (:mod:`medcl.inferers.zones_roi`); ``roi="center"`` keeps the fixed box centred on the
 field of view. The crop is a MONAI ``SpatialCropd`` inverted with the other steps; outside it
 the probabilities are background. Only the box is resampled at full resolution. Each case's
 row in ``summary.csv`` and its QC image carry flags: gland touching the crop or image border,
@@ -42,6 +42,7 @@ from torch import nn
 from medcl.engine.device import autocast_dtype
 from medcl.engine.model_card import synthetic_warning
 from medcl.errors import MedclError
+from medcl.inferers.zones_roi import RoiBox, box_around, centred_box, gland_bbox_mm, quality_flags
 from medcl.inferers.zones_window import (
     DEFAULT_MAX_WINDOW,
     DEFAULT_ROI_MM,
@@ -50,13 +51,12 @@ from medcl.inferers.zones_window import (
     voxel_spacing,
     window_size,
 )
-from medcl.pipelines.zones_outputs import (
+from medcl.io.zones_outputs import (
     ZONE_COLOURS,
     write_itksnap_labels,
     write_probabilities,
     write_seg_nrrd,
 )
-from medcl.pipelines.zones_roi import RoiBox, box_around, centred_box, gland_bbox_mm, quality_flags
 from medcl.postprocess.volumes import ZONE_NAMES, zone_volumes
 from medcl.postprocess.zones import clean_zones
 from medcl.transforms.geometry import (
@@ -212,7 +212,7 @@ class ZonesSegmenter:
 
         Auto mode resamples the whole reoriented, scaled scan to ``locate_pixdim``, runs the network
         once (no TTA), and boxes the largest component of ``P(gland) > 0.5``
-        (:mod:`medcl.pipelines.zones_roi`); if none is found it falls back to the centred box.
+        (:mod:`medcl.inferers.zones_roi`); if none is found it falls back to the centred box.
         """
         orient, scale, _ = self._orient_scale()
         ras = scale(orient({"image": image.clone()}))["image"]

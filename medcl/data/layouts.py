@@ -194,15 +194,9 @@ FINDERS = {"nnunet": find_nnunet, "msd": find_msd, "prostate158": find_prostate1
 
 
 def _header(path: Path) -> sitk.ImageFileReader:
-    if not path.is_file():
-        raise MedclError(f"{path}: no such file")
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        raise MedclError(f"{path}: not a readable image") from None
-    return reader
+    from medcl.io.image import read_header
+
+    return read_header(path)
 
 
 def _grid(reader: sitk.ImageFileReader) -> tuple[np.ndarray, ...]:

@@ -39,6 +39,7 @@ __all__ = [
     "inspect_image",
     "is_image_path",
     "list_dicom_series",
+    "read_header",
     "read_image",
     "read_sitk_image",
     "sitk_affine",
@@ -238,15 +239,24 @@ def _check_nifti_file(path: Path) -> None:
         raise MedclError(f"{path}: truncated ({stored} of {needed} bytes)")
 
 
-def _read_file(path: Path, channel: int | None = None) -> sitk.Image:
-    if path.name.lower().endswith(NIFTI_SUFFIXES):
-        _check_nifti_file(path)
+def read_header(path: str | os.PathLike) -> sitk.ImageFileReader:
+    """A SimpleITK reader holding the header of ``path`` (no voxels read); one-line error otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise MedclError(f"{path}: no such file")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError as err:
         raise MedclError(f"{path}: not a readable image ({_first_line(err)})") from None
+    return reader
+
+
+def _read_file(path: Path, channel: int | None = None) -> sitk.Image:
+    if path.name.lower().endswith(NIFTI_SUFFIXES):
+        _check_nifti_file(path)
+    reader = read_header(path)
     dim, size = reader.GetDimension(), reader.GetSize()
     _check_channel(path, dim, size, channel)
     if dim == 4:

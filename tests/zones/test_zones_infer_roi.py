@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medcl.pipelines.zones_roi import RoiBox, box_around, quality_flags
+from medcl.inferers.zones_roi import RoiBox, box_around, quality_flags
 from medcl.pipelines.zones_segment import ZonesSegmenter, segment
 
 CASE = "mri/prostate158-sample/001"
