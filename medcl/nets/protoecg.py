@@ -362,3 +362,38 @@ class BranchTrainer:
         loss.backward()
         self.opt.step()
         return loss.detach()
+
+
+def _fold_pairs(module: nn.Module) -> None:
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    convs = (nn.Conv1d, nn.Conv2d)
+    bns = (nn.BatchNorm1d, nn.BatchNorm2d)
+    children = dict(module.named_children())
+    for name, child in children.items():
+        if name.startswith("conv") and isinstance(child, convs):
+            bn_name = "bn" + name.removeprefix("conv")
+            if isinstance(children.get(bn_name), bns):
+                setattr(module, name, fuse_conv_bn_eval(child, children[bn_name]))
+                setattr(module, bn_name, nn.Identity())
+    if isinstance(module, nn.Sequential):
+        for i in range(len(module) - 1):
+            if isinstance(module[i], convs) and isinstance(module[i + 1], bns):
+                module[i] = fuse_conv_bn_eval(module[i], module[i + 1])
+                module[i + 1] = nn.Identity()
+    for child in module.children():
+        _fold_pairs(child)
+
+
+def inference_copy(net: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``net`` for inference: every BatchNorm folded into the convolution
+    before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``) and 2D branches in channels-last
+    layout. Same outputs up to float rounding; the original is left untouched."""
+    import copy
+
+    fast = copy.deepcopy(net).eval()
+    _fold_pairs(fast)
+    for module in fast.modules():
+        if isinstance(module, ProtoBranch):
+            channels_last_branch(module)
+    return fast

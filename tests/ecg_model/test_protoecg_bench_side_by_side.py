@@ -84,3 +84,22 @@ def test_copy_to_reference_rejects_a_branch_of_another_shape():
     wrong = ecg_reference.ReferenceProtoNet(2, 3, 7, torch.ones(3, 3), proto_time_len=3)  # partial, not global
     with pytest.raises(RuntimeError, match="size mismatch"):
         bench.copy_to_reference(branch, wrong)
+
+
+def test_inference_copy_folds_batchnorm_and_keeps_outputs():
+    from medcl.nets.protoecg import ProtoECGNet, inference_copy
+
+    torch.manual_seed(0)
+    net = ProtoECGNet({"rhythm": [0, 1], "morphology": [2, 3], "global": [4]}, 5,
+                      {"rhythm": 2, "morphology": 2, "global": 2}, width=8, proto_dim=16)
+    net.train()
+    net(torch.randn(6, 12, 1000))  # running statistics away from their defaults
+    net.eval()
+    x = torch.randn(3, 12, 1000)
+    fast = inference_copy(net)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())  # original intact
+    with torch.no_grad():
+        a, b = net(x), fast(x)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
