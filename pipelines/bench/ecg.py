@@ -159,8 +159,9 @@ def step_gflop(fn) -> float:
 
 
 def conv_peak(threads: int, repeats: int) -> dict[str, Any]:
-    """This machine's conv throughput: forward + backward GFLOP/s of the 2D branches' own 3x3
-    convolutions at batch 32 (the best shape), plus an fp32 GEMM for context."""
+    """This machine's conv throughput, for context: forward + backward GFLOP/s of the 2D branches'
+    3x3 convolutions at batch 32 (counted FLOPs; oneDNN may use Winograd, so it can exceed the
+    GEMM rate), and an fp32 GEMM. The per-branch target uses :func:`conv_seconds` instead."""
     import torch
 
     torch.set_num_threads(threads)
@@ -181,6 +182,54 @@ def conv_peak(threads: int, repeats: int) -> dict[str, Any]:
     best = max(results, key=lambda k: results[k]["median"])
     return {"conv_gflop_s": results[best], "best_shape": best, "per_shape": results,
             "gemm_gflop_s": summary([2 * 2048**3 / 1e9 / s for s in secs], 1)}
+
+
+def conv_seconds(branch, x, repeats: int) -> float:
+    """Seconds per step the branch's own convolutions take in isolation: each one's forward and
+    backward (input and weight gradients; no input gradient for the first) at the shape and layout
+    it sees in the step, median of ``repeats``. ``conv_seconds / step seconds`` is the step's
+    share of its conv peak: 1.0 would mean everything besides the convolutions were free."""
+    import statistics
+
+    import torch
+    from torch import nn
+
+    seen: list[tuple[nn.Module, torch.Size, bool]] = []
+
+    def hook(mod, inputs, _out) -> None:
+        seen.append((mod, inputs[0].shape, inputs[0].is_contiguous(memory_format=torch.channels_last)
+                     and inputs[0].ndim == 4 and not inputs[0].is_contiguous()))
+
+    convs = [m for m in branch.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
+    handles = [m.register_forward_hook(hook) for m in convs]
+    try:
+        with torch.no_grad():
+            branch(x)
+    finally:
+        for h in handles:
+            h.remove()
+    total = 0.0
+    for k, (mod, shape, channels_last) in enumerate(seen):
+        inp = torch.randn(shape)
+        weight = mod.weight.detach().clone()
+        if channels_last:
+            inp = inp.contiguous(memory_format=torch.channels_last)
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        inp.requires_grad_(k > 0)
+        weight.requires_grad_(True)
+        bias = None if mod.bias is None else mod.bias.detach().clone().requires_grad_(True)
+
+        def run(mod=mod, inp=inp, weight=weight, bias=bias) -> None:
+            mod._conv_forward(inp, weight, bias).sum().backward()
+
+        run()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        total += statistics.median(times)
+    return total
 
 
 def train_side_by_side(name: str, batch: int, repeats: int, steps: int, compile: bool) -> dict[str, Any]:
@@ -209,11 +258,14 @@ def train_side_by_side(name: str, batch: int, repeats: int, steps: int, compile:
     warm_s = time.perf_counter() - t0
     secs = interleaved(sides, repeats, calls=steps)
     rates = {k: rate_summary(v, batch) for k, v in secs.items()}
+    conv_s = conv_seconds(branch, x, repeats)
+    step_s = batch / float(rates["medcl"]["median"])
     return {"prototypes": branch.prototypes.num_prototypes, "samples_per_s": rates,
             "speedup": ratio(rates["medcl"], rates["reference"]),
             "gflop_per_step": {k: round(v, 2) for k, v in gflop.items()},
             "medcl_gflop_s": round(gflop["medcl"] * float(rates["medcl"]["median"]) / batch, 1),
             "loss": {"reference": float(theirs), "medcl": float(ours), "loss_abs_diff": abs(float(theirs - ours))},
+            "conv_seconds_per_step": round(conv_s, 4), "share_of_conv_peak": round(conv_s / step_s, 3),
             "medcl_first_step_s": round(warm_s, 2), "compiled": compile}
 
 
@@ -366,9 +418,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise MedclError(f"--branches: unknown branch {unknown[0]!r}; expected some of {', '.join(BRANCH_NAMES)}")
     peak = conv_peak(args.threads, repeats)
     train = {b: train_side_by_side(b, args.batch_size, repeats, steps, not args.no_compile) for b in names}
-    peak_median = float(peak["conv_gflop_s"]["median"])
-    for res in train.values():
-        res["share_of_conv_peak"] = round(res["medcl_gflop_s"] / peak_median, 3)
     forward = forward_side_by_side(args.batch_size, repeats)
     projection = _projection_vs_forward(n_proj)
     with tempfile.TemporaryDirectory() as tmp:
