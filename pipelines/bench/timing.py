@@ -44,3 +44,20 @@ def rate_summary(seconds: list[float], per_call: float, digits: int = 2) -> dict
 def ratio(numerator: dict[str, object], denominator: dict[str, object], digits: int = 3) -> float:
     """Ratio of two :func:`summary` medians (the figure a table prints)."""
     return round(float(numerator["median"]) / float(denominator["median"]), digits)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, dict) and "median" in value:
+        return f"{value['median']:g} [{value['min']:g}-{value['max']:g}]"
+    return "-" if value is None else f"{value:g}" if isinstance(value, float | int) else str(value)
+
+
+def format_table(rows: list[dict[str, object]]) -> str:
+    """Plain-text table of ``{"figure", "unit", "reference", "medcl", "ratio"}`` rows; a measured
+    :func:`summary` prints as ``median [min-max]``."""
+    header = ["figure", "unit", "reference", "medcl", "ratio"]
+    cells = [header] + [[_cell(r.get(k)) for k in header] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
