@@ -214,13 +214,19 @@ def conv_seconds(branch, x, repeats: int) -> float:
         weight = mod.weight.detach().clone()
         if channels_last:
             inp = inp.contiguous(memory_format=torch.channels_last)
-            weight = weight.contiguous(memory_format=torch.channels_last)
+            if weight.ndim == 4:
+                weight = weight.contiguous(memory_format=torch.channels_last)
         inp.requires_grad_(k > 0)
         weight.requires_grad_(True)
         bias = None if mod.bias is None else mod.bias.detach().clone().requires_grad_(True)
 
         def run(mod=mod, inp=inp, weight=weight, bias=bias) -> None:
-            mod._conv_forward(inp, weight, bias).sum().backward()
+            if inp.ndim == 4 and weight.ndim == 3:  # a 1D conv run on rows (rows_layout)
+                out = torch.nn.functional.conv2d(inp, weight.unsqueeze(2), bias, (1, mod.stride[0]),
+                                                 (0, mod.padding[0]), (1, mod.dilation[0]), mod.groups)
+            else:
+                out = mod._conv_forward(inp, weight, bias)
+            out.sum().backward()
 
         run()
         times = []
