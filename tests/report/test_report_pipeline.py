@@ -39,8 +39,8 @@ def _projection(net, sources: list[str]) -> dict:
 def tiny_checkpoint(tmp_path_factory, repo_root, shared_data) -> Path:
     from medcl.config import load_config
     from medcl.data.ptbxl import packaged_statements
-    from medcl.pipelines.ecg import ECGConfig
-    from medcl.pipelines.ecg_train import build_net, label_groups
+    from medcl.pipelines.ecg_config import ECGConfig
+    from medcl.pipelines.ecg_model import build_net, label_groups
 
     torch.manual_seed(0)
     cfg = load_config(ECGConfig, repo_root / "configs" / "ecg" / "tiny.yaml", [])
