@@ -1,6 +1,7 @@
 """ProtoECGNet workflow: PTB-XL -> joint training -> projection -> classifier or fusion -> checkpoint.
 
-Stages (Sethi et al., 2025), each resumable and each leaving ``<out>/<stage>/model.ckpt``:
+Stages (Sethi et al., 2025), each resumable and each leaving ``<out>/checkpoints/<stage>/model.ckpt``
+(the run-folder layout of :mod:`medcl.engine.checkpoint`; older ``<out>/<stage>/model.ckpt`` still resume):
 
 - ``joint``: backbones, add-on layers and prototypes of the three branches trained together on
   their own label groups with :class:`~medcl.losses.prototype.PrototypeLoss` (classifiers frozen);
@@ -10,8 +11,10 @@ Stages (Sethi et al., 2025), each resumable and each leaving ``<out>/<stage>/mod
 - ``fusion``: the fusion layer only, BCE over the 71 labels + L1 (branches frozen).
 
 After the last stage, per-class thresholds (max F1 on the validation fold) are stored with the
-model. ``evaluate``/``predict`` live in :mod:`medcl.pipelines.ecg_evaluate` and
-:mod:`medcl.pipelines.ecg_predict` and are re-exported here.
+model. Modules: :mod:`~medcl.pipelines.ecg_config` (configs), :mod:`~medcl.pipelines.ecg_model`
+(build/save/load, no Lightning), :mod:`~medcl.pipelines.ecg_data`, :mod:`~medcl.pipelines.ecg_train`
+(Lightning), :mod:`~medcl.pipelines.ecg_predict`, :mod:`~medcl.pipelines.ecg_evaluate` and
+:mod:`~medcl.pipelines.ecg_report`; ``train``/``evaluate``/``predict`` are re-exported here.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ def train(
 ) -> Path:
     """Run ``stages`` in order; return the final model checkpoint (``<out>/model.ckpt``).
 
-    A stage whose ``<out>/<stage>/model.ckpt`` exists is skipped (so a re-run resumes a chain); an
-    interrupted training stage resumes from its ``checkpoints/last.ckpt`` (or ``resume``).
+    A stage whose ``<out>/checkpoints/<stage>/model.ckpt`` exists is skipped (so a re-run resumes a
+    chain); an interrupted training stage resumes from its ``checkpoints/<stage>/last.ckpt`` (or ``resume``).
     A chain that does not start with ``joint`` starts from ``<out>``'s earlier stages or ``resume``.
     """
     from medcl.pipelines.ecg_train import run_stages

@@ -53,7 +53,9 @@ class ECGDataConfig(MedclModel):
     @property
     def length(self) -> int:
         """Samples per record the model reads: ``n_samples``, else 10 s at ``fs``."""
-        return self.n_samples or 10 * self.fs
+        from medcl.data.wfdb_folder import record_length
+
+        return record_length(self.fs, self.n_samples)
 
 
 class ECGModelConfig(MedclModel):

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from medcl.data.ptbxl import load_label_groups
+from medcl.data.ptbxl_statements import load_label_groups
 from medcl.engine.checkpoint import load_model_checkpoint, load_state_into, model_payload, save_model_file
 from medcl.errors import MedclError
 from medcl.nets.protoecg import (

@@ -99,7 +99,7 @@ class _Predictor:
     """
 
     def __init__(self, checkpoint: str | os.PathLike | ECGModel, engine: str = "torch") -> None:
-        from medcl.data.ptbxl import packaged_statements
+        from medcl.data.ptbxl_statements import packaged_statements
 
         if engine == "onnxruntime":
             self._init_onnx(checkpoint)

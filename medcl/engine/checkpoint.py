@@ -137,7 +137,14 @@ def find_model(out_dir: str | os.PathLike) -> Path:
 
 
 def publish_model(checkpoint: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Write ``<out>/model.ckpt`` from the ``"medcl"`` entry of a training checkpoint; return its path."""
+    """Write ``<out>/model.ckpt`` from the ``"medcl"`` entry of a training checkpoint; return its path.
+
+    Under DDP only rank 0 writes (every rank holds the same weights).
+    """
+    from medcl.engine.distributed import rank
+
+    if rank() != 0:
+        return model_file(out_dir)
     raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if not isinstance(raw, dict) or not isinstance(raw.get("medcl"), dict):
         raise MedclError(f"{checkpoint}: not a medcl checkpoint (no 'medcl' entry)")

@@ -35,13 +35,13 @@ from typing import Any, Literal
 import numpy as np
 
 from medcl.errors import MedclError
+from medcl.io.ecg_formats import WFDB_SUFFIXES
 
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 """The standard 12 leads in the order every medcl ECG array uses."""
 
 _LEAD_INDEX = {name.lower(): i for i, name in enumerate(LEADS)}
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
-_WFDB_SUFFIXES = {".hea", ".mat", ".dat", ".xyz"}
 
 Crop = Literal["start", "center"]
 
@@ -90,7 +90,7 @@ def record_name(path: str | os.PathLike) -> str:
     """The WFDB record path of ``path`` as a string (``x.hea``, ``x.mat``, ``x.dat`` or ``x`` -> ``x``)."""
     text = os.fspath(path)
     stem, ext = os.path.splitext(text)
-    return stem if ext.lower() in _WFDB_SUFFIXES else text
+    return stem if ext.lower() in WFDB_SUFFIXES else text
 
 
 def record_base(path: str | os.PathLike) -> Path:
