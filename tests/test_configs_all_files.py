@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medcl.commands.config import SCHEMAS, schema_for
+from medcl.cli.config import SCHEMAS, schema_for
 from medcl.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

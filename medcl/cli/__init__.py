@@ -1,4 +1,6 @@
-"""The ``medcl`` command: subcommand groups whose handlers import heavy modules lazily.
+"""The ``medcl`` command: one module per command group (``medcl/cli/<group>.py``, each with
+``register(subparsers)``; shared parser helpers in :mod:`medcl.cli._helpers`), handlers import heavy
+modules lazily. The CLI is the only part of ``medcl`` that imports ``medcl.pipelines``.
 
 ``medcl --help`` imports neither torch nor MONAI. User errors (:class:`medcl.errors.MedclError`)
 print one line ``medcl: error: <file/key>: <problem>`` and exit 2; ``--debug`` shows tracebacks.
@@ -16,15 +18,15 @@ from medcl.errors import MedclError
 
 # ``medcl GROUP``: modules with ``register(subparsers)``, in the order --help lists them.
 GROUP_MODULES: tuple[str, ...] = (
-    "medcl.commands.sepclr",
-    "medcl.commands.zones",
-    "medcl.commands.ecg",
-    "medcl.commands.data",
-    "medcl.commands.config",
-    "medcl.commands.export",
-    "medcl.commands.bench",
-    "medcl.commands.demo",
-    "medcl.commands.info",
+    "medcl.cli.sepclr",
+    "medcl.cli.zones",
+    "medcl.cli.ecg",
+    "medcl.cli.data",
+    "medcl.cli.config",
+    "medcl.cli.export",
+    "medcl.cli.bench",
+    "medcl.cli.demo",
+    "medcl.cli.info",
 )
 
 
@@ -37,13 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")
     for module_name in GROUP_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # a family that is not installed in this build
-        module.register(sub)
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
@@ -69,7 +65,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     return int(code or 0)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

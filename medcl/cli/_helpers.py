@@ -1,4 +1,5 @@
-"""CLI command groups. Each module has ``register(subparsers, name, help)``; handlers import lazily."""
+"""Parser helpers shared by the command groups in ``medcl/cli/<group>.py`` (each group module has
+``register(subparsers)``; handlers import lazily)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from medcl.commands import add_command, add_group
+from medcl.cli._helpers import add_command, add_group
 
 BENCHES: dict[str, str] = {
     "data": "ECG cache vs wfdb reads; NIfTI load + canonical resample",
@@ -31,14 +31,7 @@ def _module(name: str) -> str:
 
 
 def _available() -> dict[str, object]:
-    found = {}
-    for name in BENCHES:
-        try:
-            found[name] = importlib.import_module(f"medcl.pipelines.bench.{_module(name)}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"medcl.pipelines.bench.{_module(name)}":
-                raise
-    return found
+    return {name: importlib.import_module(f"medcl.pipelines.bench.{_module(name)}") for name in BENCHES}
 
 
 def _emit(name: str, result: dict, out: str | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from medcl.commands import add_command, add_group, add_overrides
+from medcl.cli._helpers import add_command, add_group, add_overrides
 from medcl.errors import MedclError
 
 # pipeline name -> "module:Class" of its schema (imported only when used)

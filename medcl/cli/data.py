@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medcl.commands import add_command, add_group
+from medcl.cli._helpers import add_command, add_group
 from medcl.errors import MedclError
 
 SYNTH_KINDS = ("prostate", "cohort", "texdigits", "ecg")
@@ -21,13 +21,7 @@ def synth(kind: str, out: str | Path, n: int, seed: int) -> Path:
         raise MedclError(f"data synth: unknown kind {kind!r}; choose one of {', '.join(SYNTH_KINDS)}")
     if n < 1:
         raise MedclError(f"--n: must be at least 1, got {n}")
-    module_name = f"medcl.data.synthetic.{kind}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise MedclError(f"data synth {kind}: generator {module_name} is not available in this build") from None
+    module = importlib.import_module(f"medcl.data.synthetic.{kind}")
     return Path(module.write_dataset(Path(out), n, seed))
 
 

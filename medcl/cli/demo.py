@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from medcl.commands import add_command
+from medcl.cli._helpers import add_command
 
 
 def _demo(args: argparse.Namespace) -> int:

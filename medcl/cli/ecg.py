@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from medcl.commands import add_command, add_group, add_overrides
+from medcl.cli._helpers import add_command, add_group, add_overrides
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -124,10 +124,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_train(sub)
     _add_evaluate(sub)
     _add_predict(sub)
-    try:
-        from medcl.commands.ecg_report import register_report
-    except ModuleNotFoundError as exc:
-        if exc.name != "medcl.commands.ecg_report":
-            raise
-    else:
-        register_report(sub)
+    from medcl.cli.ecg_report import register_report
+
+    register_report(sub)

@@ -1,14 +1,14 @@
-"""``medcl ecg report``: clinician-facing HTML prototype reports (registered by ``medcl.commands.ecg``)."""
+"""``medcl ecg report``: clinician-facing HTML prototype reports (registered by ``medcl.cli.ecg``)."""
 
 from __future__ import annotations
 
 import argparse
 
-from medcl.commands import add_command
+from medcl.cli._helpers import add_command
 
 
 def _report(args: argparse.Namespace) -> int:
-    from medcl.commands.ecg import array_options
+    from medcl.cli.ecg import array_options
     from medcl.pipelines.ecg_report import write_reports
 
     index = write_reports(
@@ -36,7 +36,7 @@ def register_report(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--source-root", action="append", default=[], metavar="DIR",
                         help="folder holding the prototypes' training records (repeatable)")
     parser.add_argument("--pdf", action="store_true", help="also print each report to PDF (headless Chromium)")
-    from medcl.commands.ecg import add_array_options
+    from medcl.cli.ecg import add_array_options
 
     add_array_options(parser)
     return parser

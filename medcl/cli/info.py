@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from medcl.commands import add_command
+from medcl.cli._helpers import add_command
 
 
 def collect_info() -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from medcl.commands import add_command, add_group, add_overrides
+from medcl.cli._helpers import add_command, add_group, add_overrides
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from medcl.commands import add_command, add_group
+from medcl.cli._helpers import add_command, add_group
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -86,13 +86,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     sub = add_group(subparsers, "zones", "prostate zone segmentation: train, segment, evaluate, sectors")
-    try:
-        from medcl.commands.zones_train import register_train
-    except ModuleNotFoundError as exc:
-        if exc.name != "medcl.commands.zones_train":
-            raise
-    else:
-        register_train(sub)
+    from medcl.cli.zones_train import register_train
+
+    register_train(sub)
     _add_segment(sub)
     _add_evaluate(sub)
     _add_sectors(sub)

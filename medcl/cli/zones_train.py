@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from medcl.commands import add_command, add_overrides
+from medcl.cli._helpers import add_command, add_overrides
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -126,11 +126,9 @@ def _child(scan: str, ckpt: str, out: str, tta: str, threads: str, repeats: str,
 def _training(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick or args.skip_train:
         return {"skipped": True}
-    try:
-        from medcl.pipelines.zones_bench_train import bench_training_throughput
-    except ModuleNotFoundError as exc:
-        return {"skipped": f"not available ({exc.name})"}
     import torch
+
+    from medcl.pipelines.zones_bench_train import bench_training_throughput
 
     torch.set_num_threads(args.threads)
     return bench_training_throughput(device="cpu")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from medcl.commands.sepclr import register
+from medcl.cli.sepclr import register
 from medcl.engine import load_model_checkpoint
 from medcl.errors import MedclError
 
