@@ -6,6 +6,7 @@ import argparse
 import json
 
 from medcl.cli._helpers import add_command, add_group, add_overrides
+from medcl.cli.ecg_report import register_report
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -124,6 +125,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_train(sub)
     _add_evaluate(sub)
     _add_predict(sub)
-    from medcl.cli.ecg_report import register_report
-
     register_report(sub)

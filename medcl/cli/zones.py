@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from medcl.cli._helpers import add_command, add_group
+from medcl.cli.zones_train import register_train
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -86,8 +87,6 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     sub = add_group(subparsers, "zones", "prostate zone segmentation: train, segment, evaluate, sectors")
-    from medcl.cli.zones_train import register_train
-
     register_train(sub)
     _add_segment(sub)
     _add_evaluate(sub)
