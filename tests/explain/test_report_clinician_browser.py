@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
-from test_report_measurements import synthetic_ecg  # same folder (pytest prepend import mode)
+from test_ecg_measurements import synthetic_ecg  # same folder (pytest prepend import mode)
 
 from medcl.explain.browser import Chromium, find_chromium
 from medcl.explain.model_card import model_card

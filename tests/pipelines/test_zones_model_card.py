@@ -8,7 +8,7 @@ import json
 import numpy as np
 import torch
 from matplotlib.image import imread
-from test_zones_infer_segment import IntensityOracle, write_phantom
+from test_zones_segment import IntensityOracle, write_phantom
 
 from medcl.cli import main
 from medcl.engine.model_card import SYNTHETIC_ONLY, dataset_summary, model_card, synthetic_warning

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from test_zones_infer_segment import IntensityOracle, write_phantom
+from test_zones_segment import IntensityOracle, write_phantom
 
 from medcl.errors import MedclError
 from medcl.pipelines.zones_segment import ZonesSegmenter, segment
