@@ -9,7 +9,7 @@ import pytest
 from medcl.cli.config import SCHEMAS, schema_for
 from medcl.config import load_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 FILES = sorted(CONFIGS.glob("*/*.yaml"))
 
 
