@@ -26,12 +26,12 @@ context only, never divided by. The module top level imports nothing heavy.
 from __future__ import annotations
 
 import argparse
-import resource
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from medcl.engine.profiling import peak_rss_mb
 from medcl.pipelines.bench.timing import interleaved, rate_summary, ratio, summary
 
 CONTEXT = {"note": "official code vs medcl before issue 20, one quiet 2-core sitting; context only",
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _branch(name: str):
     from medcl.nets.protoecg import build_branch
-    from medcl.pipelines.ecg import ECGConfig
+    from medcl.pipelines.ecg_config import ECGConfig
 
     per_class = ECGConfig().model.per_class[name]
     return build_branch(name, GROUP_SIZES[name], per_class)
@@ -143,7 +143,7 @@ def branch_pair(name: str, batch: int, seed: int = 0):
     labels = (torch.rand(512, GROUP_SIZES[name], generator=g) < 0.15).float()
     labels[: GROUP_SIZES[name]].fill_diagonal_(1.0)  # every class has positives
     ref = reference_for(name, branch, labels).train()
-    loss_fn = PrototypeLoss(positive_weights(labels), jaccard_matrix(labels))
+    loss_fn = PrototypeLoss(pos_weight=positive_weights(labels), cooccurrence=jaccard_matrix(labels))
     x = torch.randn(batch, 12, 1000, generator=g)
     return branch, ref, loss_fn, x, labels[:batch], labels
 
@@ -284,7 +284,7 @@ def forward_side_by_side(batch: int, repeats: int) -> dict[str, Any]:
     torch.manual_seed(0)
     labels = {b: list(range(sum(list(GROUP_SIZES.values())[:i]), sum(list(GROUP_SIZES.values())[: i + 1])))
               for i, b in enumerate(BRANCHES)}
-    from medcl.pipelines.ecg import ECGConfig
+    from medcl.pipelines.ecg_config import ECGConfig
 
     net = ProtoECGNet(labels, 71, ECGConfig().model.per_class).eval()
     dummy = torch.zeros(4, 71)
@@ -309,7 +309,7 @@ def forward_side_by_side(batch: int, repeats: int) -> dict[str, Any]:
 def _projection_vs_forward(n_records: int, batch: int = 64) -> dict[str, float]:
     import torch
 
-    from medcl.pipelines.ecg_project import Projector
+    from medcl.nets.prototype_projection import Projector
 
     branch = _branch("morphology").eval()
     g = torch.Generator().manual_seed(1)
@@ -345,8 +345,9 @@ def _predict_rate(n_records: int, workdir: Path, repeats: int = 3) -> dict[str, 
 
     from medcl.data.ptbxl import PTBXL
     from medcl.data.synthetic.ecg import write_dataset
-    from medcl.pipelines.ecg import ECGConfig, predict
-    from medcl.pipelines.ecg_train import build_net, label_groups, load_model, save_model
+    from medcl.pipelines.ecg_config import ECGConfig
+    from medcl.pipelines.ecg_model import build_net, label_groups, load_model, save_model
+    from medcl.pipelines.ecg_predict import predict
 
     write_dataset(workdir / "synth", n_records, seed=0)
     data = PTBXL(workdir / "synth", fs=500)
@@ -377,14 +378,14 @@ def _onnx_vs_eager(args: argparse.Namespace, repeats: int) -> dict[str, Any]:
     from medcl.data.ptbxl import packaged_statements
     from medcl.export.onnx import ECGOutputsModel
     from medcl.pipelines.bench.engines import onnx_vs_eager
-    from medcl.pipelines.ecg import ECGConfig
-    from medcl.pipelines.ecg_train import build_net, label_groups
+    from medcl.pipelines.ecg_config import ECGConfig
+    from medcl.pipelines.ecg_model import build_net, label_groups
 
     cfg = ECGConfig()
     labels = sorted(packaged_statements()["code"])
     torch.manual_seed(0)
     net = build_net(cfg, label_groups(labels), len(labels))
-    x = torch.randn(32, 12, cfg.data.n_samples or 10 * cfg.data.fs)
+    x = torch.randn(32, 12, cfg.data.length)
     return onnx_vs_eager(ECGOutputsModel(net, "fusion"), x, "ecg", "ecg", ["probabilities", "similarities"],
                          {"ecg": {0: "batch"}}, args.threads, repeats)
 
@@ -441,7 +442,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "projection": projection,
         "predict": pred,
         "onnxruntime_vs_eager": _onnx_vs_eager(args, repeats),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "context": CONTEXT,
         "targets": TARGETS,
     }

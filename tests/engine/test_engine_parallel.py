@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 
 import pytest
 import torch
@@ -33,6 +34,7 @@ def test_map_batches_keeps_order_uses_threads_and_one_intra_op_thread():
 
     def named(b: int) -> int:
         names.add(threading.current_thread().name)
+        time.sleep(0.05)  # long enough that the second thread takes work too
         return fn(b)
 
     assert list(map_batches(named, range(9), threads=2)) == [0, 10, 20, -3, 40, 50, -6, 70, 80]
