@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--branches", default=",".join(BRANCH_NAMES), help="branches to train (default all three)")
     parser.add_argument("--records", type=int, default=2000, help="records for projection vs forward (default 2000)")
     parser.add_argument("--predict-records", type=int, default=1000, help="synthetic records to predict (default 1000)")
-    parser.add_argument("--no-compile", action="store_true", help="medcl step without torch.compile")
+    parser.add_argument("--compile", action="store_true",
+                        help="medcl step under torch.compile (CPU inductor; minutes to compile, about 4%% faster)")
     parser.add_argument("--quick", action="store_true", help="small sizes (3 rounds of 1 step, 200 + 64 records)")
     parser.add_argument("--skip-onnx", action="store_true", help="skip the onnxruntime vs eager comparison")
 
@@ -114,7 +115,7 @@ def reference_for(name: str, branch, train_labels):
     return ref
 
 
-def medcl_step(branch, loss_fn, x, y, lr: float = 1e-4, compile: bool = True):
+def medcl_step(branch, loss_fn, x, y, lr: float = 1e-4, compile: bool = False):
     """medcl's joint-stage step of one branch (:class:`medcl.nets.protoecg.BranchTrainer`); returns
     a callable running one step and returning the loss."""
     from medcl.nets.protoecg import BranchTrainer
@@ -424,7 +425,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         raise MedclError(f"--branches: unknown branch {unknown[0]!r}; expected some of {', '.join(BRANCH_NAMES)}")
     peak = conv_peak(args.threads, repeats)
-    train = {b: train_side_by_side(b, args.batch_size, repeats, steps, not args.no_compile) for b in names}
+    train = {b: train_side_by_side(b, args.batch_size, repeats, steps, args.compile) for b in names}
     forward = forward_side_by_side(args.batch_size, repeats)
     projection = _projection_vs_forward(n_proj)
     with tempfile.TemporaryDirectory() as tmp:
