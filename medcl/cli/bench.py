@@ -52,7 +52,11 @@ def _runner(name: str, module: object):
 
 
 def _run_all(args: argparse.Namespace) -> int:
-    failed = []
+    """Every benchmark; one JSON (``--json``) with all results, and a short table on stdout."""
+    from medcl.pipelines.bench.timing import format_table
+    from medcl.utils import write_json
+
+    failed, results, rows = [], {}, []
     for name, module in _available().items():
         parser = argparse.ArgumentParser()
         parser.add_argument("--out", default=None)
@@ -61,10 +65,18 @@ def _run_all(args: argparse.Namespace) -> int:
         sub_args.out = args.out
         print(f"[medcl] bench {name}", file=sys.stderr, flush=True)
         try:
-            _emit(name, module.run(sub_args), args.out)
+            results[name] = module.run(sub_args)
         except Exception as exc:  # one failing benchmark must not hide the others
             failed.append(name)
+            results[name] = {"failed": f"{type(exc).__name__}: {exc}"}
             print(f"medcl: bench {name} failed: {exc}", file=sys.stderr)
+            continue
+        if args.out:
+            write_json(Path(args.out) / f"{_module(name)}.json", results[name])
+        rows += results[name].get("table", [])
+    write_json(Path(args.json), {"benchmarks": results, "table": rows, "failed": failed})
+    print(format_table(rows) if rows else "(no side-by-side figures)")
+    print(f"all figures: {args.json}")
     return 1 if failed else 0
 
 
@@ -81,5 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument("--out", help=f"also write OUT/{_module(name)}.json")
         module.add_arguments(parser)
     every = add_command(sub, "all", "run every benchmark", _run_all)
-    every.add_argument("--out", help="write OUT/<name>.json for each")
+    every.add_argument("--out", help="also write OUT/<name>.json for each")
+    every.add_argument("--json", default="bench-all.json",
+                       help="the one JSON with every benchmark's figures (default bench-all.json)")
     every.add_argument("--quick", action="store_true", help="small sizes where a benchmark supports it")

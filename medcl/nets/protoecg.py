@@ -94,6 +94,52 @@ class ResNet2DMap(nn.Module):
         return n.layer4(n.layer3(n.layer2(n.layer1(x))))
 
 
+class _Conv1dOnRows(nn.Conv1d):
+    """A ``Conv1d`` that also takes ``(B, C, 1, T)`` input, computed as a 2D convolution with the
+    same (unsqueezed) weight: oneDNN's channels-last 2D kernels are faster on CPU than its 1D ones."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4:
+            return super().forward(x)
+        return F.conv2d(x, self.weight.unsqueeze(2), self.bias, (1, self.stride[0]), (0, self.padding[0]),
+                        (1, self.dilation[0]), self.groups)
+
+
+class _BatchNormOnRows(nn.BatchNorm1d):
+    """``BatchNorm1d`` accepting ``(B, C, 1, T)`` too (the statistics are the same: per channel)."""
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 3, 4):
+            raise ValueError(f"expected 2D, 3D or 4D input (got {x.dim()}D input)")
+
+
+class _MaxPool1dOnRows(nn.MaxPool1d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4:
+            return super().forward(x)
+        return F.max_pool2d(x, (1, self.kernel_size), (1, self.stride), (0, self.padding), (1, self.dilation),
+                            self.ceil_mode)
+
+
+class _AvgPool1dOnRows(nn.AdaptiveAvgPool1d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) if x.ndim != 4 else F.adaptive_avg_pool2d(x, (1, self.output_size))
+
+
+_ON_ROWS = {nn.Conv1d: _Conv1dOnRows, nn.BatchNorm1d: _BatchNormOnRows, nn.MaxPool1d: _MaxPool1dOnRows,
+            nn.AdaptiveAvgPool1d: _AvgPool1dOnRows}
+
+
+def rows_layout(backbone: nn.Module) -> nn.Module:
+    """Let a 1D backbone run on ``(B, C, 1, T)`` channels-last input, in place: its Conv1d /
+    BatchNorm1d / MaxPool1d / AdaptiveAvgPool1d modules get subclasses that also accept 4D input.
+    Parameters, state-dict keys and shapes are unchanged; 3D input still works as before."""
+    for module in backbone.modules():
+        if type(module) in _ON_ROWS:
+            module.__class__ = _ON_ROWS[type(module)]
+    return backbone
+
+
 def _add_on_1d(in_dim: int, dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.Sigmoid())
 
@@ -124,6 +170,7 @@ class ProtoBranch(nn.Module):
         self.backbone = backbone
         self.add_on = add_on
         self.prototypes = prototypes
+        self.rows = kind == "1d" and any(isinstance(m, _Conv1dOnRows) for m in backbone.modules())
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Latent features: ``(B, D)`` for the 1D branch, ``(B, D, 1, T')`` for 2D branches."""
@@ -131,6 +178,8 @@ class ProtoBranch(nn.Module):
             x = zscore_leads(x)
         if self.kind == "2d":
             x = x.unsqueeze(1)
+        elif self.rows:
+            x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, 12, 1, N), see rows_layout
         return self.add_on(self.backbone(x))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -159,7 +208,7 @@ def build_branch(
 ) -> ProtoBranch:
     """Build one branch: ``"rhythm"`` (1D), ``"morphology"`` (partial 2D) or ``"global"`` (2D)."""
     if name == "rhythm":
-        backbone = resnet_backbone(1, width, layers, leads)
+        backbone = rows_layout(resnet_backbone(1, width, layers, leads))
         add_stage_dropout(backbone.layer3, dropout)
         return ProtoBranch("1d", backbone, _add_on_1d(8 * width, proto_dim),
                            GlobalPrototypes1D(num_classes, per_class, proto_dim), normalize)
@@ -292,3 +341,108 @@ def head_probabilities(
 ) -> torch.Tensor:
     """Probabilities of the model's output head: ``"fusion"`` or ``"branches"`` (in ``dtype``)."""
     return torch.sigmoid(out["fused"].to(dtype)) if head == "fusion" else branch_probabilities(net, out, dtype)
+
+
+def channels_last_branch(branch: ProtoBranch) -> ProtoBranch:
+    """Put a 2D branch's convolution weights in channels-last (NHWC) layout, in place; oneDNN's
+    fastest layout on CPU. The 1D branch is returned unchanged. Same parameters, same maths."""
+    if branch.kind == "2d":
+        branch.backbone.to(memory_format=torch.channels_last)
+        branch.add_on.to(memory_format=torch.channels_last)
+    return branch
+
+
+def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam with its fused kernel (one pass over each parameter: CPU since torch 2.4, CUDA), else
+    the for-each implementation: the same update as ``torch.optim.Adam`` up to rounding."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
+class BranchTrainer:
+    """One branch's joint-stage step without host syncs: forward, loss, backward, fused Adam.
+
+    Args:
+        branch: the branch (its prototype classifier stays frozen, as in the joint stage).
+        loss_fn: the branch's :class:`medcl.losses.prototype.PrototypeLoss`.
+        lr: learning rate.
+        compile: wrap forward + loss in ``torch.compile`` (CPU inductor); any failure at the first
+            step falls back to eager with a warning.
+
+    2D branches are put in channels-last layout. :meth:`step` returns the (detached) loss tensor.
+    """
+
+    def __init__(self, branch: ProtoBranch, loss_fn: nn.Module, lr: float = 1e-4, weight_decay: float = 0.0,
+                 compile: bool = False) -> None:
+        self.branch = channels_last_branch(branch)
+        self.loss_fn = loss_fn
+        params = [p for n, p in branch.named_parameters() if not n.startswith("prototypes.classifier")]
+        for p in branch.prototypes.classifier.parameters():
+            p.requires_grad_(False)
+        self.opt = adam(params, lr, weight_decay)
+        self._loss = self._eager_loss
+        if compile:
+            self._loss = torch.compile(self._eager_loss, dynamic=False)
+        self._checked = not compile
+
+    def _eager_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = self.branch(x)
+        layer = self.branch.prototypes
+        return self.loss_fn(out["logits"], y, out["similarities"], layer.prototypes, layer.identity)["loss"]
+
+    def _first_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        try:
+            return self._loss(x, y)
+        except Exception as exc:  # inductor missing a compiler or an op: eager is the same maths
+            import warnings
+
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}); training eagerly", stacklevel=3)
+            self._loss = self._eager_loss
+            return self._loss(x, y)
+        finally:
+            self._checked = True
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = self._loss(x, y) if self._checked else self._first_loss(x, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+
+def _fold_pairs(module: nn.Module) -> None:
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    convs = (nn.Conv1d, nn.Conv2d)
+    bns = (nn.BatchNorm1d, nn.BatchNorm2d)
+    children = dict(module.named_children())
+    for name, child in children.items():
+        if name.startswith("conv") and isinstance(child, convs):
+            bn_name = "bn" + name.removeprefix("conv")
+            if isinstance(children.get(bn_name), bns):
+                setattr(module, name, fuse_conv_bn_eval(child, children[bn_name]))
+                setattr(module, bn_name, nn.Identity())
+    if isinstance(module, nn.Sequential):
+        for i in range(len(module) - 1):
+            if isinstance(module[i], convs) and isinstance(module[i + 1], bns):
+                module[i] = fuse_conv_bn_eval(module[i], module[i + 1])
+                module[i + 1] = nn.Identity()
+    for child in module.children():
+        _fold_pairs(child)
+
+
+def inference_copy(net: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``net`` for inference: every BatchNorm folded into the convolution
+    before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``) and 2D branches in channels-last
+    layout. Same outputs up to float rounding; the original is left untouched."""
+    import copy
+
+    fast = copy.deepcopy(net).eval()
+    _fold_pairs(fast)
+    for module in fast.modules():
+        if isinstance(module, ProtoBranch):
+            channels_last_branch(module)
+    return fast

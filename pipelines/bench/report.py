@@ -2,8 +2,9 @@
 
 The batch is synthetic (``medcl.data.synthetic.ecg`` signals with a predictions dict in the
 ``ecg predict`` schema, 3 prototypes per finding) so the benchmark needs no checkpoint. Two phases
-are timed: attribution (captum Integrated Gradients for every (record, finding) pair in one batched
-call, on the trained checkpoint's net with ``--checkpoint``, else a small stand-in conv net) and
+are timed: attribution (Integrated Gradients with the step count of ``medcl ecg report`` for every
+(record, finding) pair in one batched call, on the checkpoint's net with ``--checkpoint``, else an
+untrained full-size ProtoECGNet: the work a user's model does; ``--standin`` for a small conv net) and
 rendering (all figures + HTML + JSON through :func:`medcl.explain.report.write_report_batch`).
 """
 
@@ -15,15 +16,17 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medcl bench report``."""
-    parser.add_argument("--n", type=int, default=100, help="reports in the batch (default 100)")
+    parser.add_argument("--n", type=int, default=12, help="reports in the batch (default 12)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--ig-steps", type=int, default=16, help="Integrated Gradients steps")
+    parser.add_argument("--ig-steps", type=int, default=None,
+                        help="Integrated Gradients steps (default: the one `medcl ecg report` uses)")
     parser.add_argument("--workdir", default=None, help="where the reports go (default: a temp folder)")
     parser.add_argument("--checkpoint", default=None, help="attribute with this ProtoECGNet (default: a stand-in net)")
-    parser.add_argument("--full-model", action="store_true",
-                        help="attribute with an untrained full-size ProtoECGNet (configs/ecg/protoecgnet.yaml); "
-                             "timing does not depend on the weights")
-    parser.add_argument("--quick", action="store_true", help="10 reports instead of --n")
+    parser.add_argument("--standin", action="store_true",
+                        help="attribute with a small stand-in conv net instead of the untrained full-size "
+                             "ProtoECGNet (configs/ecg/protoecgnet.yaml) used by default; timing does not "
+                             "depend on the weights")
+    parser.add_argument("--quick", action="store_true", help="3 reports instead of --n")
 
 
 def _branch_of() -> dict[str, str]:
@@ -133,7 +136,16 @@ def full_size_forward(labels: list[str]) -> Any:
     return forward
 
 
-def _attribution_net(checkpoint: str | None, labels: list[str], full: bool = False) -> tuple[Any, list[str], Any, str]:
+def cli_ig_steps() -> int:
+    """The Integrated Gradients step count ``medcl ecg report`` uses by default."""
+    import inspect
+
+    from medcl.pipelines.ecg_report import write_reports
+
+    return int(inspect.signature(write_reports).parameters["ig_steps"].default)
+
+
+def _attribution_net(checkpoint: str | None, labels: list[str], full: bool = True) -> tuple[Any, list[str], Any, str]:
     """``(forward, labels, device, description)``: the checkpoint's network, a full-size untrained
     ProtoECGNet, or the stand-in net."""
     import torch
@@ -160,17 +172,18 @@ def run(args: argparse.Namespace) -> dict:
     from medcl.explain.report import ReportRenderer, write_report_batch
 
     torch.set_num_threads(args.threads)
-    n = 10 if args.quick else args.n
+    n = 3 if args.quick else args.n
+    ig_steps = args.ig_steps or cli_ig_steps()
     data = synthetic_batch(n, seed=0)
     preds = data["predictions"]
     forward, labels, device, net_name = _attribution_net(args.checkpoint, preds["labels"],
-                                                         getattr(args, "full_model", False))
+                                                         not getattr(args, "standin", False))
     index = {c: k for k, c in enumerate(labels)}
     pairs = [(i, r["record"], f["code"]) for i, r in enumerate(preds["records"]) for f in r["findings"]]
     t0 = time.perf_counter()
     signals = torch.from_numpy(data["model_signals"]).to(device)
     attr = integrated_gradients(forward, signals, [p[0] for p in pairs], [index[p[2]] for p in pairs],
-                                n_steps=args.ig_steps, internal_batch_size=64)
+                                n_steps=ig_steps, internal_batch_size=64)
     t_attr = time.perf_counter() - t0
     attributions = {(rec, code): a for (_, rec, code), a in zip(pairs, attr)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,7 +199,8 @@ def run(args: argparse.Namespace) -> dict:
     per_report = (t_attr + t_render) / n
     return {
         "device": "cpu", "threads": args.threads, "n_reports": n, "findings": len(pairs),
-        "figures": n + len(pairs) * 4, "ig_steps": args.ig_steps,
+        "figures": n + len(pairs) * 4, "ig_steps": ig_steps, "findings_per_report": round(len(pairs) / n, 2),
+        "attribution_s_per_report": round(t_attr / n, 3),
         "attribution_s": round(t_attr, 3), "renderer_init_s": round(t_init, 3), "render_s": round(t_render, 3),
         "render_s_per_report": round(t_render / n, 4), "s_per_report": round(per_report, 4),
         "reports_per_min": round(60.0 / per_report, 1), "html_mb_per_report": round(html_mb / n, 3),
