@@ -9,7 +9,7 @@ The scan is the ProstateX-0000 DICOM T2 transverse series from ``../shared/data`
 else a synthetic volume of the same size and spacing. The network is the default dual-path
 architecture (both paths) with random weights unless ``--checkpoint`` is given: speed and memory
 do not depend on the weights. Training throughput comes from
-``medcl.pipelines.zones_bench_train.bench_training_throughput`` when that module exists.
+``medcl.pipelines.bench.zones_train.bench_training_throughput`` when that module exists.
 The module top level imports nothing heavy.
 """
 
@@ -96,7 +96,8 @@ def _child(scan: str, ckpt: str, out: str, tta: str, threads: str, repeats: str,
     import torch
 
     torch.set_num_threads(int(threads))
-    from medcl.pipelines.zones_segment import ZonesSegmenter, segment
+    from medcl.inferers.zones_segmenter import ZonesSegmenter
+    from medcl.pipelines.zones_segment import segment
 
     imported = time.perf_counter()
     segmenter = ZonesSegmenter.from_checkpoint(ckpt, device="cpu", tta=bool(int(tta)), roi=roi)
@@ -127,7 +128,7 @@ def _training(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick or args.skip_train:
         return {"skipped": True}
     try:
-        from medcl.pipelines.zones_bench_train import bench_training_throughput
+        from medcl.pipelines.bench.zones_train import bench_training_throughput
     except ModuleNotFoundError as exc:
         return {"skipped": f"not available ({exc.name})"}
     import torch
@@ -143,8 +144,8 @@ def _onnx_vs_eager(args: argparse.Namespace, ckpt: Path) -> dict[str, Any]:
     import torch
 
     from medcl.export.onnx import ZonesPatchModel
+    from medcl.inferers.zones_segmenter import ZonesSegmenter
     from medcl.pipelines.bench.engines import onnx_vs_eager
-    from medcl.pipelines.zones_segment import ZonesSegmenter
 
     torch.set_num_threads(args.threads)
     net = ZonesSegmenter.from_checkpoint(ckpt, device="cpu").net
