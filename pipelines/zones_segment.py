@@ -29,6 +29,7 @@ from medcl.errors import MedclError
 from medcl.inferers.zones_roi import quality_flags, ras_volume
 from medcl.inferers.zones_segmenter import ZonesSegmenter, read_scan
 from medcl.inferers.zones_window import DEFAULT_ROI_MM, voxel_spacing
+from medcl.io.zones_dicom_seg import SEG_SUFFIX
 from medcl.io.zones_outputs import write_itksnap_labels, write_probabilities, write_seg_nrrd
 from medcl.postprocess.volumes import ZONE_NAMES, zone_volumes
 from medcl.postprocess.zones import clean_zones
@@ -57,11 +58,13 @@ def case_names(inputs: Sequence[str | os.PathLike]) -> list[str]:
     return names
 
 
-
 def _write_case(
-    segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str, save_probabilities: bool = False
+    segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str, optional: Sequence[str] = ()
 ) -> dict:
-    """Segment one scan and write its outputs (each atomically, the volumes JSON last); returns its summary row."""
+    """Segment one scan and write its outputs (each atomically, the volumes JSON last); returns its summary row.
+
+    ``optional``: the optional outputs to write too, by suffix (:data:`PROBABILITY_SUFFIX`, :data:`SEG_SUFFIX`).
+    """
     from medcl.explain.zones_qc import write_qc_png
     from medcl.io.image import write_like
     from medcl.pipelines.zones_sectors import write_sector_files
@@ -76,7 +79,13 @@ def _write_case(
     files = {s: out / f"{case}{s}" for s in OUTPUT_SUFFIXES}
     write_like(labels, image, files["_zones.nii.gz"], dtype=np.uint8)
     write_seg_nrrd(labels, affine, files["_zones.seg.nrrd"], segmenter.names)
-    if save_probabilities:
+    if SEG_SUFFIX in optional:
+        from medcl.io.image import choose_series
+        from medcl.io.zones_dicom_seg import write_dicom_seg
+
+        write_dicom_seg(labels, affine, choose_series(path, segmenter.series).files, out / f"{case}{SEG_SUFFIX}",
+                        segmenter.names, _seg_description(segmenter))
+    if PROBABILITY_SUFFIX in optional:
         channels = ["BG", *(segmenter.names[k] for k in sorted(segmenter.names))]
         write_probabilities(probs.numpy(), image, out / f"{case}{PROBABILITY_SUFFIX}", channels)
     write_like(uncertainty.numpy(), image, files["_uncertainty.nii.gz"], dtype=np.float32)
@@ -93,16 +102,16 @@ def _write_case(
     return row
 
 
-def expected_outputs(out: Path, case: str, save_probabilities: bool = False) -> list[Path]:
-    """The files one segmented case leaves in ``out``."""
-    return [out / f"{case}{s}" for s in OUTPUT_SUFFIXES + ((PROBABILITY_SUFFIX,) if save_probabilities else ())]
+def expected_outputs(out: Path, case: str, optional: Sequence[str] = ()) -> list[Path]:
+    """The files one segmented case leaves in ``out`` (``optional``: suffixes of the optional outputs asked for)."""
+    return [out / f"{case}{s}" for s in (*OUTPUT_SUFFIXES, *optional)]
 
 
-def finished_row(out: Path, case: str, save_probabilities: bool = False) -> dict | None:
+def finished_row(out: Path, case: str, optional: Sequence[str] = ()) -> dict | None:
     """The summary row of a case whose outputs are all present (``--continue``), else ``None``."""
     import json
 
-    if not all(p.is_file() for p in expected_outputs(out, case, save_probabilities)):
+    if not all(p.is_file() for p in expected_outputs(out, case, optional)):
         return None
     try:
         row = json.loads((out / f"{case}_volumes.json").read_text())["summary_row"]
@@ -118,6 +127,21 @@ def _model_note(segmenter: ZonesSegmenter) -> dict[str, Any]:
         return {"model_card": None, "note": "checkpoint has no model card; training data unknown"}
     return {"synthetic_only": bool(card.get("synthetic_only")), "warning": synthetic_warning(card),
             "training_data": card.get("training_data", []), "intended_use": card.get("intended_use", "")}
+
+
+def _check_dicom_inputs(inputs: Sequence[str | os.PathLike]) -> None:
+    """``--dicom-seg`` references a source DICOM series: every input must be a DICOM series folder."""
+    from medcl.io.zones_dicom_seg import require_highdicom
+
+    for path in inputs:
+        if not Path(path).is_dir():
+            raise MedclError(f"{path}: --dicom-seg needs a DICOM series folder as input, not an image file")
+    require_highdicom()
+
+
+def _seg_description(segmenter: ZonesSegmenter) -> str:
+    """The SEG's description; a synthetic-trained model says so."""
+    return "medcl zones: SYNTHETIC-TRAINED MODEL, DEMO ONLY" if synthetic_warning(segmenter.card) else "medcl prostate zones"
 
 
 def _refuse_overwrite(inputs: Sequence[str | os.PathLike], out: Path, names: Sequence[str]) -> None:
@@ -146,6 +170,8 @@ def segment(
     roi: str = "auto",
     save_probabilities: bool = False,
     resume: bool = False,
+    precision: str = "auto",
+    dicom_seg: bool = False,
 ) -> list[dict]:
     """Segment the prostate zones of each input scan; one bad input is reported and skipped.
 
@@ -168,6 +194,9 @@ def segment(
             a given :class:`ZonesSegmenter` keeps its own setting.
         save_probabilities: also write ``<case>_probabilities.npz`` (float16, input grid).
         resume: skip cases whose outputs are all present (``--continue``); their rows are read back.
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (:class:`ZonesSegmenter`).
+        dicom_seg: also write ``<case>_zones.seg.dcm``, a DICOM SEG referencing the source series
+            (every input must be a DICOM series folder; needs the ``dicom-seg`` extra).
 
     Returns:
         One summary row per input (``status`` ``"ok"`` or ``"error"`` with the message); the
@@ -179,7 +208,11 @@ def segment(
     out = ensure_output_dir(out_dir, list(inputs))
     names = case_names(inputs)
     _refuse_overwrite(inputs, out, names)
-    settings = {"tta": tta, "sw_batch_size": sw_batch_size, "overlap": overlap, "roi_mm": tuple(roi_mm)}
+    optional = (*((PROBABILITY_SUFFIX,) if save_probabilities else ()), *((SEG_SUFFIX,) if dicom_seg else ()))
+    if dicom_seg:
+        _check_dicom_inputs(inputs)
+    settings = {"tta": tta, "sw_batch_size": sw_batch_size, "overlap": overlap, "roi_mm": tuple(roi_mm),
+                "precision": precision}
     if isinstance(checkpoint, ZonesSegmenter):
         segmenter = checkpoint
     elif engine == "onnxruntime":
@@ -200,11 +233,11 @@ def segment(
 
     rows = []
     for path, case in progress_bar(list(zip(inputs, names)), "segment"):
-        done = finished_row(out, case, save_probabilities) if resume else None
+        done = finished_row(out, case, optional) if resume else None
         if done is not None:
             rows.append({"case": case, "input": str(path), "status": "ok", "error": "", **done, "resumed": True})
             continue
-        rows.append({**_segment_one(segmenter, path, out, case, save_probabilities), "resumed": False})
+        rows.append({**_segment_one(segmenter, path, out, case, optional), "resumed": False})
     _write_csv(out / "summary.csv", rows)
     return rows
 
@@ -222,12 +255,12 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str | os.PathLike
 
 
 def _segment_one(
-    segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str, save_probabilities: bool = False
+    segmenter: ZonesSegmenter, path: str | os.PathLike, out: Path, case: str, optional: Sequence[str] = ()
 ) -> dict:
     start = time.perf_counter()
     row: dict[str, Any] = {"case": case, "input": str(path), "status": "ok", "error": ""}
     try:
-        row.update(_write_case(segmenter, path, out, case, save_probabilities))
+        row.update(_write_case(segmenter, path, out, case, optional))
     except Exception as exc:  # noqa: BLE001 - one bad scan must not stop the batch
         message = str(exc) if isinstance(exc, MedclError) else f"{path}: {type(exc).__name__}: {exc}"
         print(f"medcl: error: {message}", file=sys.stderr)

@@ -49,11 +49,15 @@ from medcl.transforms.geometry import (
     percentile_scale,
 )
 
-__all__ = ["DEFAULT_LOCATE_PIXDIM", "ROI_MODES", "ZonesEnsemble", "ZonesSegmenter", "never_annotated", "read_scan",
+__all__ = ["DEFAULT_LOCATE_PIXDIM", "PRECISIONS", "ROI_MODES", "ZonesEnsemble", "ZonesSegmenter", "never_annotated", "read_scan",
            "zone_names"]
 
-DEFAULT_LOCATE_PIXDIM: tuple[float, float, float] = (1.0, 1.0, 3.0)
+DEFAULT_LOCATE_PIXDIM: tuple[float, float, float] = (1.5, 1.5, 3.0)
+"""Voxel size of the coarse localisation pass: a 384 x 384 field of view at 0.5 mm becomes 128 x 128."""
+LOCATE_MAX_WINDOW: tuple[int, int, int] = (256, 256, 64)
+"""Largest window of the coarse pass: a whole field of view up to 384 mm at 1.5 mm runs as one window."""
 ROI_MODES: tuple[str, ...] = ("auto", "center")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 
 @dataclass
 class ZonesSegmenter:
@@ -79,6 +83,8 @@ class ZonesSegmenter:
         drop_zones: label values never annotated in the training data (from the model card); their
             probability is folded into background, since partial-label training never told them
             apart from background (e.g. AFS for a model trained on PZ/TZ-only data).
+        precision: ``"auto"`` (bfloat16 autocast on a GPU that has it, else float32), ``"fp32"``, or
+            ``"bf16"`` (bfloat16 autocast on any device; on a CPU with AVX-512 BF16 about twice as fast).
     """
 
     net: nn.Module
@@ -97,10 +103,13 @@ class ZonesSegmenter:
     channel: int | list[int] | None = None
     card: dict = field(default_factory=dict)
     drop_zones: tuple[int, ...] = ()
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.roi not in ROI_MODES:
             raise MedclError(f"--roi: {self.roi!r} is not one of {', '.join(ROI_MODES)}")
+        if self.precision not in PRECISIONS:
+            raise MedclError(f"--precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         self.net = self.net.to(self.device).eval()
 
     @classmethod
@@ -183,17 +192,19 @@ class ZonesSegmenter:
     def locate(self, image: MetaTensor) -> RoiBox:
         """The crop of ``image``: centred (``roi="center"``), or around the gland found by a coarse pass.
 
-        Auto mode resamples the whole reoriented, scaled scan to ``locate_pixdim``, runs the network
-        once (no TTA), and boxes the largest component of ``P(gland) > 0.5``
+        Auto mode resamples the whole reoriented, scaled scan to ``locate_pixdim`` (default 1.5 x 1.5 x
+        3 mm, a sixth of the full-resolution voxels at 0.5 mm), runs the network once over it as one
+        window (no TTA, no overlapping windows), and boxes the largest component of ``P(gland) > 0.5``
         (:mod:`medcl.inferers.zones_roi`); if none is found it falls back to the centred box.
         """
         orient, scale, _ = self._orient_scale()
-        ras = scale(orient({"image": image.clone()}))["image"]
+        ras = orient({"image": image.clone()})["image"]
         affine, shape = np.asarray(ras.affine, dtype=np.float64), list(ras.shape[1:])
         if self.roi == "center":
             return centred_box(affine, shape, self.native_roi(affine))
-        coarse = Spacing(pixdim=self.locate_pixdim, mode="bilinear")(ras)
-        probs = self.infer(coarse.as_tensor()[None], tta=False)[0, :5]
+        coarse = Spacing(pixdim=self.locate_pixdim, mode="bilinear")(scale({"image": ras})["image"])
+        x = coarse.as_tensor()[None]
+        probs = self.infer(x, tta=False, window=window_size(x.shape[2:], LOCATE_MAX_WINDOW, self.divisor))[0, :5]
         bbox = gland_bbox_mm((1.0 - probs[0]).numpy(), np.asarray(coarse.affine, dtype=np.float64))
         if bbox is None:
             return centred_box(affine, shape, self.native_roi(affine), mode="center (gland not found)")
@@ -204,17 +215,18 @@ class ZonesSegmenter:
         return torch.cat([probs.float(), uncertainty.float()], dim=1)
 
     @torch.inference_mode()
-    def infer(self, x: torch.Tensor, tta: bool | None = None) -> torch.Tensor:
+    def infer(self, x: torch.Tensor, tta: bool | None = None, window: Sequence[int] | None = None) -> torch.Tensor:
         """Probabilities and uncertainty ``(1, 6, ...)`` on the canonical grid for ``x`` ``(1, 1, ...)``.
 
         Flip TTA (``tta``, default the segmenter's setting) runs the scan and its left-right
-        mirror as one batch and averages the un-flipped outputs.
+        mirror as one batch and averages the un-flipped outputs. ``window``: the sliding-window size
+        (default :meth:`window`).
         """
         tta = self.tta if tta is None else tta
         x = x.to(self.device, torch.float32)
-        dtype = autocast_dtype(self.device)
+        dtype = {"auto": autocast_dtype(self.device), "fp32": None, "bf16": torch.bfloat16}[self.precision]
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            out = flip_tta_sliding_window(x, self._predict, self.window(x.shape[2:]), self.sw_batch_size,
+            out = flip_tta_sliding_window(x, self._predict, window or self.window(x.shape[2:]), self.sw_batch_size,
                                           self.overlap, tta)
         for value in self.drop_zones:
             out[:, 0] += out[:, value]
