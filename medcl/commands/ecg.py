@@ -79,7 +79,7 @@ def add_array_options(p: argparse.ArgumentParser) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "train", "train ProtoECGNet stages (joint -> project -> fusion|classifier)", _train)
     p.add_argument("--config", help="YAML config (configs/ecg/*.yaml); defaults when omitted")
-    p.add_argument("--out", required=True, help="run folder (<out>/<stage>/model.ckpt, <out>/model.ckpt)")
+    p.add_argument("--out", required=True, help="run folder (<out>/model.ckpt; stages in <out>/checkpoints/<stage>/)")
     p.add_argument("--stages", default="joint,project,fusion",
                    help="comma-separated chain of joint, project, classifier, fusion (default joint,project,fusion)")
     p.add_argument("--resume", help="Lightning checkpoint to resume the first stage from, or a model "

@@ -194,8 +194,9 @@ def _run(args: argparse.Namespace, data_root: Path, out: Path, work: Path) -> di
     from medcl.metrics.estimators import select_classes
     from medcl.nets.protoecg import BRANCHES
     from medcl.pipelines.ecg_baseline import train_baseline
+    from medcl.pipelines.ecg_data import load_data, predict_split
     from medcl.pipelines.ecg_evaluate import BRANCH_SOURCES
-    from medcl.pipelines.ecg_train import load_data, load_model, predict_split
+    from medcl.pipelines.ecg_model import load_model
 
     t0 = time.perf_counter()
     cfg, size = _config(args, data_root, out)
@@ -207,7 +208,7 @@ def _run(args: argparse.Namespace, data_root: Path, out: Path, work: Path) -> di
     final.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ckpt, final)
     net, _, labels, extra = load_model(final)
-    data = load_data(cfg)
+    data = load_data(cfg, workers=cfg.train.num_workers or None)
     start = time.perf_counter()
     base = train_baseline(data, cfg, work / "baseline", size["epochs"], cfg.optim.lr)
     timing["baseline"] = time.perf_counter() - start

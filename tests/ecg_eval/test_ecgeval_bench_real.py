@@ -69,7 +69,7 @@ def test_bench_ecg_real_schema_and_sane_values(small_real, shared_data, tmp_path
     assert proj["projected"] > 0 and proj["all_projected_from_own_class_training_ecgs"]
     # the checkpoint is an ECG model usable by predict, z-scoring inside
     from medcl.pipelines.ecg import predict
-    from medcl.pipelines.ecg_train import load_model
+    from medcl.pipelines.ecg_model import load_model
 
     ckpt = out / "checkpoints" / "ecg_real.ckpt"
     _, cfg, _, extra = load_model(ckpt)

@@ -30,8 +30,8 @@ def _tiny_checkpoint(path: Path) -> Path:
     from medcl.config import load_config
     from medcl.data.ptbxl import packaged_statements
     from medcl.nets.protoecg import BRANCHES
-    from medcl.pipelines.ecg import ECGConfig
-    from medcl.pipelines.ecg_train import build_net, label_groups, save_model
+    from medcl.pipelines.ecg_config import ECGConfig
+    from medcl.pipelines.ecg_model import build_net, label_groups, save_model
 
     cfg = load_config(ECGConfig, REPO / "configs/ecg/tiny.yaml", [])
     labels = sorted(packaged_statements()["code"])
@@ -78,14 +78,14 @@ def test_onnx_matches_pytorch_on_real_records(files, shared_data, tmp_path):
     from medcl.export.onnx import OnnxModel
     from medcl.io.ecg import read_ecg
     from medcl.pipelines.ecg import predict
-    from medcl.pipelines.ecg_train import load_model
+    from medcl.pipelines.ecg_model import load_model
 
     ckpt, _, onnx = files
     recs = _records(shared_data)
     model = OnnxModel(onnx.parent, "ecg")
     assert model.card["outputs"] == ["probabilities", "similarities"]
     net, cfg, labels, _ = load_model(ckpt)
-    x = np.stack([read_ecg(r, fs=cfg.data.fs, n_samples=10 * cfg.data.fs, highpass=cfg.data.highpass).signal
+    x = np.stack([read_ecg(r, fs=cfg.data.fs, n_samples=cfg.data.length, highpass=cfg.data.highpass).signal
                   for r in recs[:5]])  # batch 5: not the export example's 2
     probs, sims = model(x)
     with torch.no_grad():

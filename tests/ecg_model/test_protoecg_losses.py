@@ -137,12 +137,16 @@ def test_prototype_loss_total_is_weighted_sum():
     ident = class_identity(3, 2)
     y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
     pw = positive_weights(torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0]]))
-    loss = PrototypeLoss(pw, jaccard_matrix(y))
+    loss = PrototypeLoss(pos_weight=pw, cooccurrence=jaccard_matrix(y))
     logits, sims, protos = torch.randn(2, 3), torch.rand(2, 6), torch.randn(6, 5)
     out = loss(logits, y, sims, protos, ident)
     bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pw)
     assert math.isclose(float(out["bce"]), float(bce), rel_tol=1e-6)
-    expected = out["bce"] + 0.004 * out["clst"] + 0.0004 * out["sep"] + 250 * out["div"] + 300 * out["cnrst"]
+    expected = (out["bce"] + 0.004 * out["clustering"] + 0.0004 * out["separation"] + 250 * out["diversity"]
+                + 300 * out["contrastive"])
     assert math.isclose(float(out["loss"]), float(expected), rel_tol=1e-6)
+    assert set(out) == {"loss", *PrototypeLoss.TERMS}  # terms spelled out in the logs
+    with pytest.raises(TypeError):
+        PrototypeLoss(pw)  # keyword-only
     with pytest.raises(ValueError, match="logits"):
         loss(logits[:, :2], y, sims, protos, ident)

@@ -14,7 +14,8 @@ def test_training_card_records_data_kind_sizes_and_validation_auroc(tmp_path, re
     from medcl.engine.model_card import format_card
     from medcl.explain.model_card import model_card
     from medcl.pipelines.ecg import ECGConfig
-    from medcl.pipelines.ecg_train import load_data, training_card
+    from medcl.pipelines.ecg_data import load_data
+    from medcl.pipelines.ecg_train import training_card
 
     root = tmp_path / "synth-30"
     write_dataset(root, 30, seed=1)

@@ -78,10 +78,32 @@ def test_rerun_skips_finished_stages(trained, synth):
     from medcl.pipelines.ecg import ECGConfig, train
 
     ckpt, out = trained
-    stamp = {s: (out / "run" / s / "model.ckpt").stat().st_mtime_ns for s in ("joint", "project", "fusion")}
+    stamp = {s: (out / "run" / "checkpoints" / s / "model.ckpt").stat().st_mtime_ns for s in ("joint", "project", "fusion")}
     cfg = load_config(ECGConfig, REPO / "configs/ecg/tiny.yaml", [f"data.root={synth}", f"data.cache_dir={out / 'cache'}"])
     train(cfg, out / "run", stages=("joint", "project", "fusion"))
-    assert stamp == {s: (out / "run" / s / "model.ckpt").stat().st_mtime_ns for s in stamp}
+    assert stamp == {s: (out / "run" / "checkpoints" / s / "model.ckpt").stat().st_mtime_ns for s in stamp}
+
+
+@pytest.mark.slow
+def test_run_folder_of_the_older_layout_resumes(trained, synth, tmp_path):
+    """``<out>/<stage>/model.ckpt`` (the layout before one layout for every family) still resumes a chain."""
+    import shutil
+
+    from medcl.config import load_config
+    from medcl.pipelines.ecg import ECGConfig, train
+    from medcl.pipelines.ecg_model import load_model
+
+    ckpt, out = trained
+    old = tmp_path / "old-run"
+    for s in ("joint", "project"):
+        (old / s).mkdir(parents=True)
+        shutil.copyfile(out / "run" / "checkpoints" / s / "model.ckpt", old / s / "model.ckpt")
+    cfg = load_config(ECGConfig, REPO / "configs/ecg/tiny.yaml", [
+        f"data.root={synth}", f"data.cache_dir={out / 'cache'}", "train.progress_bar=false", "train.loggers=[]",
+        "optim.head_epochs=1"])
+    final = train(cfg, old, stages=("fusion",))  # starts from the older folder's project stage
+    assert final == old / "model.ckpt" and (old / "checkpoints" / "fusion" / "model.ckpt").is_file()
+    assert load_model(final).extra["stages"] == ["joint", "project", "fusion"]
 
 
 def _write_record(path: Path, signal: np.ndarray, fs: int, names: list[str]) -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from medcl.nets.prototype import GlobalPrototypes1D, TemporalPrototypes2D
-from medcl.pipelines.ecg_project import Projector, assign_unique, sample_window
+from medcl.nets.prototype_projection import Projector, assign_unique, sample_window
 
 torch.set_num_threads(2)
 

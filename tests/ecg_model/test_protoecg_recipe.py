@@ -102,7 +102,8 @@ def test_published_recipe_config():
 
 def test_cosine_schedule_follows_t_max_of_the_stage():
     from medcl.pipelines.ecg import ECGConfig
-    from medcl.pipelines.ecg_train import ECGModule, build_net
+    from medcl.pipelines.ecg_model import build_net
+    from medcl.pipelines.ecg_train import ECGModule
 
     cfg = load_config(ECGConfig, REPO / "configs/ecg/tiny.yaml",
                       ["optim.scheduler=cosine", "train.max_epochs=4", "model.per_class={rhythm: 1, morphology: 1, global: 1}"])
@@ -159,7 +160,7 @@ def test_branch_early_stopping_keeps_each_branch_best_epoch():
 
 
 def test_branch_contributions_are_the_fusion_layer_restricted_to_the_branch():
-    from medcl.pipelines.ecg_train import branch_contributions
+    from medcl.pipelines.ecg_model import branch_contributions
 
     torch.manual_seed(0)
     net = ProtoECGNet(GROUPS, 6, {"rhythm": 2, "morphology": 1, "global": 3}, **TINY).eval()
@@ -177,7 +178,7 @@ def test_branch_contributions_are_the_fusion_layer_restricted_to_the_branch():
 
 def test_branch_head_probabilities_keep_ranks_of_huge_logits():
     """The fixed +1/-0.5 morphology heads give logits near -300: float32 sigmoid would tie them all at 0."""
-    from medcl.pipelines.ecg_train import branch_probabilities
+    from medcl.pipelines.ecg_model import branch_probabilities
 
     net = ProtoECGNet(GROUPS, 6, {"rhythm": 1, "morphology": 1, "global": 1}, **TINY)
     out = {"fused": torch.zeros(3, 6), "rhythm.logits": torch.zeros(3, 2), "global.logits": torch.zeros(3, 1),

@@ -39,8 +39,8 @@ def _projection(net, sources: list[str]) -> dict:
 def tiny_checkpoint(tmp_path_factory, repo_root, shared_data) -> Path:
     from medcl.config import load_config
     from medcl.data.ptbxl import packaged_statements
-    from medcl.pipelines.ecg import ECGConfig
-    from medcl.pipelines.ecg_train import build_net, label_groups
+    from medcl.pipelines.ecg_config import ECGConfig
+    from medcl.pipelines.ecg_model import build_net, label_groups
 
     torch.manual_seed(0)
     cfg = load_config(ECGConfig, repo_root / "configs" / "ecg" / "tiny.yaml", [])
@@ -137,3 +137,24 @@ def test_predict_and_report_cli_accept_every_format(tiny_checkpoint, shared_data
     assert status == {"SPH00002.h5": "ok", "waveform_ecg.dcm": "ok", "cart.npy": "ok", "bad.xml": "error"}
     derived = {e["record"]: e["derived_leads"] for e in report["records"] if e["status"] == "ok"}
     assert derived["cart.npy"] == ["III", "aVR", "aVL", "aVF"] and derived["SPH00002.h5"] == []
+
+
+def test_report_loads_the_checkpoint_once_and_reads_each_record_once(tiny_checkpoint, shared_data, tmp_path,
+                                                                      monkeypatch):
+    import collections
+
+    import medcl.io.ecg as io_ecg
+    import medcl.pipelines.ecg_model as ecg_model
+    from medcl.pipelines.ecg_report import write_reports
+
+    loads, reads = [], collections.Counter()
+    load, read_raw = ecg_model.load_model_checkpoint, io_ecg.read_raw_ecg
+    monkeypatch.setattr(ecg_model, "load_model_checkpoint", lambda *a, **k: loads.append(a[0]) or load(*a, **k))
+    monkeypatch.setattr(io_ecg, "read_raw_ecg",
+                        lambda path, *a, **k: reads.update([io_ecg.record_name(path)]) or read_raw(path, *a, **k))
+    folder = shared_data / "ecg" / "cinc2021-sample"
+    records = [str(folder / n) for n in REAL[:2]]
+    write_reports([f"{r}.hea" for r in records], tiny_checkpoint, tmp_path / "out", ig_steps=2)
+    assert loads == [tiny_checkpoint]
+    assert {r: reads[r] for r in records} == dict.fromkeys(records, 1)
+    assert (tmp_path / "out" / f"{Path(records[0]).name}.html").is_file()

@@ -63,7 +63,7 @@ def test_rgb_png_and_jpeg_manifest_trains_and_embeds(tmp_path):
         "train.accelerator=cpu", "train.precision=32-true", "train.loggers=[]", "train.progress_bar=false",
     ])  # fmt: skip
     ckpt = train(cfg, tmp_path / "run")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["medcl"]["state_dict"]
     stem = next(v for k, v in state.items() if k.endswith("common_encoder.conv1.weight"))
     assert stem.shape[1] == 3
     table = pd.read_csv(embed(ckpt, tmp_path / "manifest.csv", tmp_path / "out"))

@@ -165,7 +165,7 @@ def test_msd_4d_channel_datalist_trains(tmp_path):
             "data.cache=none", "model.filters=[4,8,8]", "model.kernel_sizes=[[3,3,1],[3,3,1],[3,3,3]]",
             "model.strides=[[1,1,1],[2,2,1],[2,2,2]]"]
     assert main(args) == 0
-    ckpt = tmp_path / "run" / "stage1" / "checkpoints" / "best.ckpt"
+    ckpt = tmp_path / "run" / "checkpoints" / "stage1" / "best.ckpt"
     card = torch.load(ckpt, weights_only=True)["medcl"]["extra"]["model_card"]
     assert card["training_data"] == [{"name": "msd:Task05_Prostate", "cases": 2, "annotated": ["PZ", "TZ"],
                                       "synthetic": False}]
@@ -199,7 +199,7 @@ def test_msd_t2_plus_adc_trains_and_segments_with_the_trained_channels(tmp_path,
             "data.cache=none", "data.channel=[0,1]", "model.in_channels=2", "model.filters=[4,8,8]",
             "model.kernel_sizes=[[3,3,1],[3,3,1],[3,3,3]]", "model.strides=[[1,1,1],[2,2,1],[2,2,2]]"]
     assert main(args) == 0
-    ckpt = tmp_path / "run" / "stage1" / "checkpoints" / "best.ckpt"
+    ckpt = tmp_path / "run" / "checkpoints" / "stage1" / "best.ckpt"
     seg = tmp_path / "seg"
     assert main(["zones", "segment", str(root / "imagesTr"), "--checkpoint", str(ckpt), "--out", str(seg),
                  "--no-tta", "--device", "cpu"]) == 0  # the folder expands to its 3 files

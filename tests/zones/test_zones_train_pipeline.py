@@ -80,21 +80,21 @@ def test_training_beats_untrained_on_heldout_phantoms(run: Path, heldout) -> Non
     torch.manual_seed(0)
     untrained = build_zones_net(cfg.model).eval()
     dice_untrained, _ = _evaluate(untrained, heldout)
-    dice_trained, _ = _evaluate(_net(run / "stage1" / "checkpoints" / "best.ckpt"), heldout)
+    dice_trained, _ = _evaluate(_net(run / "checkpoints" / "stage1" / "best.ckpt"), heldout)
     # PZ and TZ are learnt in a few epochs; the mean over all four zones clearly improves
     assert dice_trained[:2].min() > 0.4, dice_trained
     assert dice_trained.mean() > dice_untrained.mean() + 0.2, (dice_trained, dice_untrained)
 
 
 def test_stage2_lowers_path_disagreement(run: Path, heldout) -> None:
-    _, before = _evaluate(_net(run / "stage1" / "checkpoints" / "best.ckpt"), heldout)
-    _, after = _evaluate(_net(run / "stage2" / "checkpoints" / "last.ckpt"), heldout)
+    _, before = _evaluate(_net(run / "checkpoints" / "stage1" / "best.ckpt"), heldout)
+    _, after = _evaluate(_net(run / "checkpoints" / "stage2" / "last.ckpt"), heldout)
     assert after < before, (before, after)
 
 
 def test_checkpoints_carry_label_map_stage_and_validation_dice(run: Path) -> None:
     for stage in (1, 2):
-        ckpt = load_model_checkpoint(run / f"stage{stage}" / "checkpoints" / "best.ckpt", "zones")
+        ckpt = load_model_checkpoint(run / "checkpoints" / f"stage{stage}" / "best.ckpt", "zones")
         assert ckpt.label_map == LABEL_MAP and ckpt.extra["stage"] == stage
         assert ckpt.config["model"]["arch"] == "dualpath"
         card = ckpt.extra["model_card"]
@@ -102,7 +102,7 @@ def test_checkpoints_carry_label_map_stage_and_validation_dice(run: Path) -> Non
         assert card["training_data"][0] == {"name": "medcl prostate phantoms", "cases": 5,
                                             "annotated": ["AFS", "DPU", "PZ", "TZ"], "synthetic": True}
         assert 0.0 <= card["validation"]["val/dice_mean"] <= 1.0
-    rows = list(csv.DictReader((run / "stage1" / "logs" / "version_0" / "metrics.csv").open()))
+    rows = list(csv.DictReader((run / "logs" / "stage1" / "version_0" / "metrics.csv").open()))
     dice = [float(r["val/dice_mean"]) for r in rows if r.get("val/dice_mean")]
     assert len(dice) == 2 and max(dice) > 0.3  # validated every 6 of 12 epochs
     assert (run / "config.yaml").is_file() and (run / "phantoms" / "dataset.json").is_file()
@@ -111,7 +111,7 @@ def test_checkpoints_carry_label_map_stage_and_validation_dice(run: Path) -> Non
 def test_resume_skips_finished_stages(run: Path) -> None:
     cfg = load_config(ZonesConfig, CONFIG)
     assert _stages(cfg, "both", None) == [1, 2]
-    assert _stages(cfg, "both", run / "stage2" / "checkpoints" / "last.ckpt") == [2]
+    assert _stages(cfg, "both", run / "checkpoints" / "stage2" / "last.ckpt") == [2]
     assert _stages(
         cfg.model_copy(update={"model": cfg.model.model_copy(update={"arch": "baseline"})}), "both", None
     ) == [1]
