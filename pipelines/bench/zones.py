@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of every setting (default 3)")
     parser.add_argument("--quick", action="store_true",
                         help="one round of medcl (auto ROI, TTA) and the bundle only; no ONNX or training benchmark")
+    parser.add_argument("--settings", default=None,
+                        help="comma-separated subset of the settings (default: all; --quick: medcl_auto_tta,bundle_centred_tta)")
     parser.add_argument("--skip-bundle", action="store_true", help="skip the MONAI bundle side of the comparison")
     parser.add_argument("--skip-train", action="store_true", help="skip the training-throughput benchmark")
     parser.add_argument("--skip-onnx", action="store_true", help="skip the onnxruntime vs eager comparison")
@@ -204,9 +206,16 @@ def _load_average() -> float:
 def side_by_side(args: argparse.Namespace, scan: Path, ckpt: Path, work: Path) -> dict[str, Any]:
     """Interleaved rounds of every setting; per setting the median and spread, plus the load average per round."""
     names = list(QUICK_SETTINGS if args.quick else SETTINGS)
-    if args.skip_bundle:
+    if getattr(args, "settings", None):
+        names = [n.strip() for n in args.settings.split(",")]
+        unknown = [n for n in names if n not in SETTINGS]
+        if unknown:
+            from medcl.errors import MedclError
+
+            raise MedclError(f"--settings: {unknown[0]!r} is not one of {', '.join(SETTINGS)}")
+    if args.skip_bundle and "bundle_centred_tta" in names:
         names.remove("bundle_centred_tta")
-    bundle = None if args.skip_bundle else _export_bundle(ckpt, work / "bundle")
+    bundle = _export_bundle(ckpt, work / "bundle") if "bundle_centred_tta" in names else None
     nifti = _to_nifti(scan, work / "scan.nii.gz")
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     loads = []
@@ -268,7 +277,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ckpt = Path(args.checkpoint) if args.checkpoint else _random_checkpoint(work / "random.ckpt")
         compared = side_by_side(args, scan, ckpt, work)
         engines = {"skipped": True} if args.quick else _onnx_vs_eager(args, ckpt)
-    timed = compared["settings"]["medcl_auto_tta"]
+    timed = compared["settings"].get("medcl_auto_tta", {})
     ok = "segment_s" in timed
     return {
         "device": "cpu",
