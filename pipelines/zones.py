@@ -20,7 +20,7 @@ from monai.metrics import compute_dice
 from monai.networks.utils import one_hot
 from pydantic import Field, model_validator
 
-from medcl.config import MedclModel, TrainConfig, dump_config
+from medcl.config import MedclModel, TrainConfig, dump_config, section_from_dataclass
 from medcl.data.zones_labels import LABEL_MAP, NUM_ZONES, ZONE_NAMES, annotated_mask, observed_prediction
 from medcl.engine import MedclModule
 from medcl.errors import MedclError
@@ -72,25 +72,10 @@ class ZonesAugmentConfig(MedclModel):
     intensity: bool = True
 
 
-class ZonesModelConfig(MedclModel):
-    """Network settings (see :class:`medcl.nets.dualpath.ZonesNetSpec`)."""
-
-    arch: Literal["dualpath", "baseline"] = "dualpath"
-    in_channels: int = Field(1, ge=1)
-    filters: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
-    kernel_sizes: list[list[int]] = Field(
-        default_factory=lambda: [[3, 3, 1], [3, 3, 1], [3, 3, 3], [3, 3, 3]]
-    )
-    strides: list[list[int]] = Field(default_factory=lambda: [[1, 1, 1], [2, 2, 1], [2, 2, 1], [2, 2, 2]])
-    aux: Literal["mask", "sdm", "none"] = "mask"
-    uncertainty: Literal["disagreement", "entropy"] = "disagreement"
-    dropout: float = Field(0.0, ge=0, lt=1)
-    res_block: bool = False
-
-    @model_validator(mode="after")
-    def _check_levels(self) -> ZonesModelConfig:
-        ZonesNetSpec(**self.model_dump())  # same checks as the network (one entry per level)
-        return self
+ZonesModelConfig = section_from_dataclass(
+    ZonesNetSpec, "ZonesModelConfig", "Network settings (fields and checks of :class:`medcl.nets.dualpath.ZonesNetSpec`).",
+    __name__,
+)
 
 
 class ZonesLossConfig(MedclModel):

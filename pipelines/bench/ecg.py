@@ -20,11 +20,12 @@ nothing heavy.
 from __future__ import annotations
 
 import argparse
-import resource
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from medcl.engine.profiling import peak_rss_mb
 
 REFERENCE = {"train_samples_per_s": {"rhythm": 81, "morphology": 34, "global": 53},
              "projection_s_per_1000": 19.0, "forward_records_per_s": 80.0}
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "projection": projection,
         "predict": pred,
         "onnxruntime_vs_eager": _onnx_vs_eager(args, 2 if args.quick else 5),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "reference": REFERENCE,
         "targets": TARGETS,
         "targets_met": {

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from medcl.engine.profiling import peak_rss_mb
 
 TARGETS = {"macro_auroc": 0.75, "afib_auroc": 0.90}
 NAMED = ["AFIB", "SR", "NORM", "1AVB", "CLBBB", "CRBBB", "LVH", "IMI", "ASMI", "STACH", "SBRAD", "LAFB",
@@ -254,7 +255,7 @@ def _run(args: argparse.Namespace, data_root: Path, out: Path, work: Path) -> di
         "early_stopping": extra.get("early_stopping", {}),
         "timing_s": timing,
         "joint_train_samples_per_s_at_most": n_train * cfg.train.max_epochs / timing["joint"],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "checkpoint": str(final),
         "device": "cpu",
     }

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medcl.engine.profiling import peak_rss_mb
+
 TARGET_SECONDS = 10.0
 TARGET_RSS_MB = 1536.0
 REAL_SCAN = Path("mri/prostatex-dicom/ProstateX-0000/07-07-2011/4.000000-t2tsetra-00702")
@@ -239,11 +241,9 @@ def _ratios(results: dict[str, Any]) -> dict[str, Any]:
 def _training(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick or args.skip_train:
         return {"skipped": True}
-    try:
-        from medcl.pipelines.bench.zones_train import bench_training_throughput
-    except ModuleNotFoundError as exc:
-        return {"skipped": f"not available ({exc.name})"}
     import torch
+
+    from medcl.pipelines.bench.zones_train import bench_training_throughput
 
     torch.set_num_threads(args.threads)
     return bench_training_throughput(device="cpu")
