@@ -33,8 +33,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medcl.engine.profiling import peak_rss_mb
-
 TARGET_SECONDS = 10.0
 TARGET_RSS_MB = 1536.0
 REAL_SCAN = Path("mri/prostatex-dicom/ProstateX-0000/07-07-2011/4.000000-t2tsetra-00702")
