@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 # Optional package index for torch only, e.g. https://download.pytorch.org/whl/cpu (CPU wheels) or
 # https://download.pytorch.org/whl/cu128 (CUDA 12.8). Empty: the default index (pip's configuration).
 TORCH_INDEX ?=
-EXTRAS ?= dev,ecg,explain,log,export
+EXTRAS ?= dev,ecg,explain,log,export,dicom-seg
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.medcl-installed
 TORCH_INDEX_ARG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)

@@ -16,7 +16,7 @@ def _segment(args: argparse.Namespace) -> int:
         args.inputs, args.checkpoint, args.out, tta=not args.no_tta, device=args.device,
         sw_batch_size=args.sw_batch_size, overlap=args.overlap, roi_mm=args.roi_mm, series=args.series,
         channel=parse_channel(args.channel), engine=args.engine, roi=args.roi,
-        save_probabilities=args.save_probabilities, resume=args.resume,
+        save_probabilities=args.save_probabilities, resume=args.resume, precision=args.precision, dicom_seg=args.dicom_seg,
     )
     failed = [r for r in rows if r["status"] != "ok"]
     print(f"medcl: segmented {len(rows) - len(failed)} of {len(rows)} scans into {args.out}")
@@ -71,6 +71,10 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sw-batch-size", type=int, default=2, help="sliding windows per forward pass")
     p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap in [0, 1)")
     p.add_argument("--no-tta", action="store_true", help="disable left-right flip test-time augmentation")
+    p.add_argument("--dicom-seg", action="store_true",
+                   help="also write <case>_zones.seg.dcm, a DICOM SEG of the source series (DICOM inputs; extra dicom-seg)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: bfloat16 on a GPU that has it, else float32; bf16: bfloat16 autocast also on the CPU")
     p.add_argument("--roi-mm", type=float, nargs=3, default=(80.0, 80.0, 120.0), metavar=("LR", "AP", "SI"),
                    help="region of interest in mm (default 80 80 120; with --roi auto the smallest crop)")
     p.add_argument("--roi", choices=("auto", "center"), default="auto",

@@ -185,7 +185,7 @@ class OnnxModel:
 class OnnxZonesNet(nn.Module):
     """A zones network backed by onnxruntime: ``zone_probabilities(x)`` like the PyTorch nets.
 
-    Used by :class:`medcl.pipelines.zones_segment.ZonesSegmenter` for ``--engine onnxruntime``.
+    Used by :class:`medcl.inferers.zones_segmenter.ZonesSegmenter` for ``--engine onnxruntime``.
     """
 
     def __init__(self, model: OnnxModel) -> None:

@@ -5,7 +5,7 @@ The gland is localised by a coarse pass of the same zones network over the whole
 cascade, Isensee et al., Nat. Methods 2021): the gland probability (1 - P(background)) on a
 low-resolution grid is thresholded, its largest connected component gives a bounding box, and
 the crop is that box plus a margin, at least ``roi_mm`` large. The helpers here are pure numpy
-on RAS-oriented grids; :mod:`medcl.pipelines.zones_segment` runs the network.
+on RAS-oriented grids; :class:`medcl.inferers.zones_segmenter.ZonesSegmenter` runs the network.
 """
 
 from __future__ import annotations
@@ -37,6 +37,17 @@ class RoiBox:
     shape: list[int]
     mode: str
     center_mm: list[float] = field(default_factory=list)
+
+
+def ras_volume(volume: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``volume`` reoriented to the closest RAS axes (index grows to patient right, anterior, superior)
+    and its voxel size in mm along those axes."""
+    import nibabel as nib
+
+    ornt = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))
+    spacing = np.empty(3)
+    spacing[ornt[:, 0].astype(int)] = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+    return nib.orientations.apply_orientation(volume, ornt), spacing
 
 
 def gland_bbox_mm(gland_prob: np.ndarray, affine: np.ndarray, threshold: float = 0.5) -> np.ndarray | None:

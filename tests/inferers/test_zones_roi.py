@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from medcl.inferers.zones_roi import RoiBox, box_around, quality_flags
-from medcl.pipelines.zones_segment import ZonesSegmenter, segment
+from medcl.inferers.zones_segmenter import ZonesSegmenter
+from medcl.pipelines.zones_segment import segment
 
 CASE = "mri/prostate158-sample/001"
 LEVELS = {1: 0.3, 2: 0.7}  # medcl PZ, TZ -> scaled intensity of the painted gland

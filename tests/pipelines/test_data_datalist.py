@@ -224,7 +224,8 @@ def test_prostatex_nrrd_label_map_needs_and_uses_a_declared_remap(tmp_path, caps
 def test_segment_picks_a_series_of_a_real_study_folder_and_reports_an_unknown_one(shared_data, tmp_path, capsys):
     from test_zones_segment import IntensityOracle
 
-    from medcl.pipelines.zones_segment import ZonesSegmenter, segment
+    from medcl.inferers.zones_segmenter import ZonesSegmenter
+    from medcl.pipelines.zones_segment import segment
 
     study = shared_data / "mri" / "prostatex-dicom" / "ProstateX-0000" / "07-07-2011"
     seg = ZonesSegmenter(net=IntensityOracle(), tta=False, roi_mm=(32.0, 32.0, 24.0))

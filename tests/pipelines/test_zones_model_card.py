@@ -12,7 +12,8 @@ from test_zones_segment import IntensityOracle, write_phantom
 
 from medcl.cli import main
 from medcl.engine.model_card import SYNTHETIC_ONLY, dataset_summary, model_card, synthetic_warning
-from medcl.pipelines.zones_segment import ZonesSegmenter, segment
+from medcl.inferers.zones_segmenter import ZonesSegmenter
+from medcl.pipelines.zones_segment import segment
 
 
 def _card(synthetic_real: tuple[bool, ...]) -> dict:

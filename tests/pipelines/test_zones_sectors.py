@@ -17,14 +17,9 @@ import pytest
 import SimpleITK as sitk
 
 from medcl.cli import main
+from medcl.explain.zones_qc import AXIAL_LETTERS, CORONAL_LETTERS, axial_display, coronal_display
+from medcl.inferers.zones_roi import ras_volume
 from medcl.io.image import sitk_affine
-from medcl.pipelines.zones_segment import (
-    AXIAL_LETTERS,
-    CORONAL_LETTERS,
-    axial_display,
-    coronal_display,
-    ras_volume,
-)
 
 STUDY = "mri/prostatex-dicom/ProstateX-0000/07-07-2011"
 GRIDS = {

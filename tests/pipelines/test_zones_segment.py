@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from medcl.errors import MedclError
-from medcl.pipelines.zones_segment import ZonesSegmenter, segment
+from medcl.inferers.zones_segmenter import ZonesSegmenter
+from medcl.pipelines.zones_segment import segment
 
 torch.set_num_threads(2)
 LEVELS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # scaled intensities: bg, PZ, TZ, DPU, AFS, bright bg

@@ -15,7 +15,8 @@ import torch
 from test_zones_segment import IntensityOracle, write_phantom
 
 from medcl.errors import MedclError
-from medcl.pipelines.zones_segment import ZonesSegmenter, segment
+from medcl.inferers.zones_segmenter import ZonesSegmenter
+from medcl.pipelines.zones_segment import segment
 
 NAMES = ["PZ", "TZ", "DPU", "AFS"]
 HEX = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8"]  # the documented zone colours
@@ -130,7 +131,7 @@ def test_cli_ensemble_continue_and_probabilities(tmp_path, random_zones_checkpoi
 
 
 def test_zones_never_annotated_in_training_fold_into_background():
-    from medcl.pipelines.zones_segment import never_annotated
+    from medcl.inferers.zones_segmenter import never_annotated
 
     names = dict(zip(range(1, 5), NAMES))
     card = {"training_data": [{"name": "p158", "annotated": ["PZ", "TZ"]},
