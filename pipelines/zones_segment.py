@@ -39,6 +39,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, Spacing, SpatialCropd
 from torch import nn
 
+from medcl.data.zones_labels import ZONE_HOST
 from medcl.engine.device import autocast_dtype
 from medcl.engine.model_card import synthetic_warning
 from medcl.errors import MedclError
@@ -243,8 +244,9 @@ class ZonesSegmenter:
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = flip_tta_sliding_window(x, self._predict, self.window(x.shape[2:]), self.sw_batch_size,
                                           self.overlap, tta)
-        for value in self.drop_zones:
-            out[:, 0] += out[:, value]
+        for value in self.drop_zones:  # into the zone a partial label draws it as (DPU -> TZ, AFS -> BG)
+            host = ZONE_HOST.get(value, 0)
+            out[:, host if host not in self.drop_zones else 0] += out[:, value]
             out[:, value] = 0.0
         return out
 
