@@ -55,6 +55,9 @@ class ZonesDataConfig(MedclModel):
     pos: float = Field(2.0, ge=0, description="RandCropByPosNegLabeld weight of gland-centred patches.")
     neg: float = Field(1.0, ge=0, description="RandCropByPosNegLabeld weight of background-centred patches.")
     batch_size: int = Field(2, ge=1, description="Volumes per batch (x samples_per_volume patches).")
+    repeats: int = Field(
+        1, ge=1, description="Visits of each training case per epoch (few-shot runs: longer epochs, one cache)."
+    )
     cache: Literal["memory", "disk", "none"] = Field(
         "memory", description="CacheDataset / PersistentDataset."
     )
@@ -91,6 +94,10 @@ class ZonesOptimConfig(MedclModel):
 
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
+    schedule: Literal["constant", "onecycle"] = Field(
+        "constant", description="'onecycle': warm-up to lr then cosine decay over the run, per step."
+    )
+    warmup_fraction: float = Field(0.1, gt=0, lt=1, description="Warm-up share of the one-cycle schedule.")
 
 
 class ZonesStage2Config(MedclModel):
@@ -237,9 +244,17 @@ class ZonesModule(MedclModule):
             }
         super().on_save_checkpoint(checkpoint)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
+        """AdamW; with ``optim.schedule: onecycle`` a per-step one-cycle schedule (Smith & Topin 2019)."""
         lr = self.cfg.optim.lr if self.stage == 1 else self.cfg.stage2.lr
-        return torch.optim.AdamW(self.net.parameters(), lr=lr, weight_decay=self.cfg.optim.weight_decay)
+        optimizer = torch.optim.AdamW(self.net.parameters(), lr=lr, weight_decay=self.cfg.optim.weight_decay)
+        if self.cfg.optim.schedule == "constant":
+            return optimizer
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=lr, total_steps=max(2, int(self.trainer.estimated_stepping_batches)),
+            pct_start=self.cfg.optim.warmup_fraction,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def annotated_dice(pred: torch.Tensor, label: torch.Tensor, annotated: torch.Tensor | None) -> torch.Tensor:
@@ -307,6 +322,7 @@ def build_loaders(
     """``{"train": loader or CombinedLoader(labeled, unlabeled), "val": loader or None}``."""
     from lightning.pytorch.utilities import CombinedLoader
     from monai.data import DataLoader
+    from torch.utils.data import ConcatDataset
 
     from medcl.data.datalist import read_datalist
     from medcl.transforms.zones import zones_val_transforms
@@ -314,6 +330,8 @@ def build_loaders(
     workers = cfg.train.num_workers
     items = with_annotation(read_datalist(datalist, "training", ("image", "label")), cfg.data.label_remap)
     train_ds = _dataset(items, _train_transform(cfg, True), cfg, cache_dir / "train")
+    if cfg.data.repeats > 1:  # the same cached dataset visited several times per epoch
+        train_ds = ConcatDataset([train_ds] * cfg.data.repeats)
     train = DataLoader(train_ds, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers)
     if stage == 2 and cfg.model.arch == "dualpath" and cfg.stage2.use_unlabeled:
         unl_items = read_datalist(datalist, "unlabeled", optional=True)

@@ -30,6 +30,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, Spacing, SpatialCropd
 from torch import nn
 
+from medcl.data.zones_labels import ZONE_HOST
 from medcl.engine.device import autocast_dtype
 from medcl.errors import MedclError
 from medcl.inferers.zones_roi import RoiBox, box_around, centred_box, gland_bbox_mm
@@ -81,8 +82,9 @@ class ZonesSegmenter:
         channel: channel of 4D images.
         card: the checkpoint's model card (:mod:`medcl.engine.model_card`).
         drop_zones: label values never annotated in the training data (from the model card); their
-            probability is folded into background, since partial-label training never told them
-            apart from background (e.g. AFS for a model trained on PZ/TZ-only data).
+            probability is folded into the zone that partial labels draw them as (DPU into TZ, AFS
+            into background; :data:`medcl.data.zones_labels.ZONE_HOST`), since partial-label
+            training never told them apart from it.
         precision: ``"auto"`` (bfloat16 autocast on a GPU that has it, else float32), ``"fp32"``, or
             ``"bf16"`` (bfloat16 autocast on any device; on a CPU with AVX-512 BF16 about twice as fast).
     """
@@ -228,8 +230,9 @@ class ZonesSegmenter:
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = flip_tta_sliding_window(x, self._predict, window or self.window(x.shape[2:]), self.sw_batch_size,
                                           self.overlap, tta)
-        for value in self.drop_zones:
-            out[:, 0] += out[:, value]
+        for value in self.drop_zones:  # into the zone a partial label draws it as (DPU -> TZ, AFS -> BG)
+            host = ZONE_HOST.get(value, 0)
+            out[:, host if host not in self.drop_zones else 0] += out[:, value]
             out[:, value] = 0.0
         return out
 

@@ -1,14 +1,19 @@
 """Real few-shot zones benchmark: leave-one-case-out over the real Prostate158 sample.
 
 For each of the real T2 volumes with manual PZ/TZ labels in ``../shared/data/mri/prostate158-sample``
-(cases 001, 002, 020), each variant is trained on the other cases (the real training chain of
-``medcl zones train``, partial-label losses) and the held-out case is segmented with ``medcl zones
-segment`` (automatic ROI); PZ, TZ and whole-gland Dice, MASD and HD95 (mm) are computed against
-reader 1 (:mod:`medcl.metrics.segmentation`). A predicted DPU counts as TZ and a predicted AFS as
-background, as these references draw them. The inter-reader agreement (reader 1 vs reader 2 on 001
-and 002) is the human ceiling. Variants: ``dualpath`` and ``baseline`` (single path) on the real
-cases; the full run adds ``phantoms`` (synthetic only) and ``real+phantoms``. The dual-path model
-trained on all real cases is kept as ``DIR/checkpoints/zones_real.ckpt``.
+(cases 001, 002, 020), each variant is trained on the other cases with the few-shot recipe
+``configs/zones/fewshot.yaml`` (the real training chain of ``medcl zones train``: a small
+dual-path net at 1 x 1 x 3 mm, gland-centred patches, flips/rotation/scaling/intensity
+augmentation, Dice + CE with the marginal loss for the unannotated DPU/AFS, one-cycle learning
+rate, a fixed number of optimiser steps) and the held-out case is segmented with ``medcl zones
+segment`` (automatic ROI from a coarse pass at 1 x 1 x 3 mm, flip TTA, post-processing); PZ, TZ
+and whole-gland Dice, MASD and HD95 (mm) are computed against reader 1
+(:mod:`medcl.metrics.segmentation`). A predicted DPU counts as TZ and a predicted AFS as
+background, as these references draw them. The inter-reader agreement (reader 1 vs reader 2 on
+001 and 002) is the human ceiling. Variants: ``dualpath`` and ``baseline`` (single path) on the
+real cases (``--quick``: the recipe's steps); the full run trains 4x the steps and adds
+``phantoms`` (synthetic only) and ``real+phantoms``. The dual-path model trained on all real cases
+is kept as ``DIR/checkpoints/zones_real.ckpt``.
 
 Leave-one-out over three cases is a small-sample estimate: each fold trains on two scans.
 The module top level imports nothing heavy.
@@ -30,7 +35,8 @@ TO_REFERENCE_ZONES = (0, 1, 2, 2, 0)  # medcl BG, PZ, TZ, DPU -> TZ, AFS -> BG
 PROSTATE158_TO_MEDCL = (0, 2, 1)  # Prostate158 1 TZ, 2 PZ
 VARIANTS_QUICK = ("dualpath", "baseline")
 VARIANTS_FULL = ("dualpath", "baseline", "phantoms", "real+phantoms")
-REPEATS = 2  # each training case is listed this often per epoch (fewer, longer epochs: less Lightning overhead)
+RECIPE = Path(__file__).resolve().parents[2] / "configs" / "zones" / "fewshot.yaml"
+FULL_STEP_FACTOR = 4  # the full run trains this many times the recipe's (quick) steps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,24 +44,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help=f"Prostate158 sample folder (default ../shared/data/{SAMPLE})")
     parser.add_argument("--quick", action="store_true", help="dual-path and single-path only, short training")
     parser.add_argument("--variants", default=None, help="comma-separated subset of " + ",".join(VARIANTS_FULL))
-    parser.add_argument("--epochs", type=int, default=None, help="stage-1 epochs (default: 5 quick, 40 full)")
+    parser.add_argument("--config", default=None, help=f"training recipe (default {RECIPE.relative_to(RECIPE.parents[2])})")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"optimiser steps per model (default: the recipe's, x{FULL_STEP_FACTOR} without --quick)")
     parser.add_argument("--folds", type=int, default=None, help="only the first N held-out cases (tests)")
     parser.add_argument("--no-final", action="store_true", help="skip the model trained on all real cases")
 
 
-def training_config(arch: str, epochs: int, seed: int = 0) -> dict[str, Any]:
-    """The zones config of the benchmark: 1 x 1 x 3 mm, 64 x 64 x 8 patches, a small 3-level net."""
-    stage2 = max(1, epochs // 6) if arch == "dualpath" else 0
-    return {
-        "train": {"max_epochs": epochs, "seed": seed, "check_val_every_n_epoch": epochs, "progress_bar": False,
-                  "loggers": ["csv"], "accelerator": "cpu", "log_every_n_steps": 50},
-        "data": {"pixdim": [1.0, 1.0, 3.0], "patch_size": [64, 64, 8], "samples_per_volume": 4, "batch_size": 2,
-                 "cache": "memory", "pos": 3.0, "neg": 1.0},
-        "model": {"arch": arch, "filters": [8, 16, 32], "kernel_sizes": [[3, 3, 1], [3, 3, 1], [3, 3, 3]],
-                  "strides": [[1, 1, 1], [2, 2, 1], [2, 2, 2]], "aux": "mask" if arch == "dualpath" else "none"},
-        "optim": {"lr": 0.005},
-        "stage2": {"epochs": stage2, "lr": 0.001, "rampup_epochs": 0.0},
-    }
+def training_config(arch: str, steps: int | None = None, recipe: str | Path | None = None) -> dict[str, Any]:
+    """The few-shot recipe (``configs/zones/fewshot.yaml``) for ``arch``, with ``steps`` optimiser steps.
+
+    The single-path baseline has no auxiliary head and no co-training stage.
+    """
+    import yaml
+
+    path = Path(recipe) if recipe else RECIPE
+    if not path.is_file():
+        from medcl.errors import MedclError
+
+        raise MedclError(f"--config: {path} not found (the few-shot zones recipe)")
+    cfg = yaml.safe_load(path.read_text()) or {}
+    cfg["model"] = {**cfg.get("model", {}), "arch": arch}
+    if arch == "baseline":
+        cfg["model"]["aux"] = "none"
+        cfg["stage2"] = {**cfg.get("stage2", {}), "epochs": 0}
+    if steps is not None:
+        cfg["train"] = {**cfg.get("train", {}), "max_steps": steps}
+    return cfg
 
 
 def _items(root: Path, work: Path) -> list[dict]:
@@ -76,17 +91,15 @@ def _phantom_items(work: Path, n: int = 6) -> list[dict]:
     return read_datalist(path, "training", ("image", "label"))
 
 
-def _train(items: list[dict], arch: str, epochs: int, out: Path, name: str, synthetic: bool) -> tuple[Path, float]:
+def _train(items: list[dict], recipe: dict[str, Any], out: Path, name: str, synthetic: bool) -> tuple[Path, float]:
     """Train on ``items`` (no validation: the last checkpoint is kept); return it and the seconds taken."""
     from medcl.data.datalist import write_datalist
     from medcl.pipelines.zones import ZonesConfig, train
 
     out.mkdir(parents=True, exist_ok=True)
-    datalist = write_datalist(out / "datalist.json", {"training": items * REPEATS, "validation": []},
-                              name=f"{name} (each case listed {REPEATS}x)",
+    datalist = write_datalist(out / "datalist.json", {"training": items, "validation": []}, name=name,
                               synthetic=synthetic)
-    cfg = ZonesConfig.model_validate({**training_config(arch, epochs), "data": {
-        **training_config(arch, epochs)["data"], "datalist": str(datalist)}})
+    cfg = ZonesConfig.model_validate({**recipe, "data": {**recipe.get("data", {}), "datalist": str(datalist)}})
     start = time.perf_counter()
     checkpoint = train(cfg, out)
     return checkpoint, time.perf_counter() - start
@@ -179,17 +192,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from medcl.errors import MedclError
 
         raise MedclError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS_FULL)}")
-    epochs = args.epochs or (5 if args.quick else 40)
+    steps = args.steps
+    recipes = {a: training_config(a, steps, args.config) for a in ("dualpath", "baseline")}
+    if steps is None and not args.quick:
+        recipes = {a: training_config(a, FULL_STEP_FACTOR * r["train"]["max_steps"], args.config)
+                   for a, r in recipes.items()}
     start = time.perf_counter()
     real = _items(root, work)
     held_out = real[: args.folds] if args.folds else real
     result: dict[str, Any] = {
         "data": str(root), "cases": [Path(i["image"]).parent.name for i in real], "quick": bool(args.quick),
-        "epochs_stage1": epochs, "threads": torch.get_num_threads(), "device": "cpu",
+        "steps": {a: r["train"]["max_steps"] for a, r in recipes.items()}, "recipe": str(args.config or RECIPE),
+        "threads": torch.get_num_threads(), "device": "cpu",
         "protocol": "leave-one-case-out; train on the other real cases (+ phantoms where named), test on the "
         "held-out case against reader 1; automatic ROI; DPU counted as TZ, AFS as background",
-        "training_config": {v: training_config("baseline" if v == "baseline" else "dualpath", epochs)
-                            for v in variants},
+        "training_config": {v: recipes["baseline" if v == "baseline" else "dualpath"] for v in variants},
         "inter_reader": inter_reader(root), "variants": {},
     }
     for variant in variants:
@@ -201,7 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ckpt = run_dir / "final.ckpt"
             seconds = 0.0
             if not ckpt.is_file():
-                trained, seconds = _train(train_items, arch, epochs, run_dir, f"zones-real {variant}", synthetic)
+                trained, seconds = _train(train_items, recipes[arch], run_dir, f"zones-real {variant}", synthetic)
                 shutil.copyfile(trained, ckpt)
             fold = _segment_and_score(ckpt, item, run_dir / f"seg_{case}")
             fold.update(train_cases=sorted({Path(i["image"]).parent.name for i in train_items if i in real}),
@@ -216,7 +233,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"{z} Dice {fold[z]['dice']}" for z in ("PZ", "TZ", "gland") if z in fold), file=sys.stderr, flush=True)
         result["variants"][variant] = {"folds": folds, "mean": _mean(folds)}
     if not args.no_final:
-        trained, seconds = _train(real, "dualpath", epochs, work / "final", "zones-real all cases", False)
+        trained, seconds = _train(real, recipes["dualpath"], work / "final", "zones-real all cases", False)
         final = out / "checkpoints" / "zones_real.ckpt"
         final.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(trained, final)

@@ -51,3 +51,30 @@ def test_cli_skips_cleanly_without_the_shared_data(tmp_path, capsys):
     assert "no Prostate158 cases" in result["skipped"]
     assert "skipped" in capsys.readouterr().err
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_tiny_run_writes_scored_folds_and_a_segment_ready_checkpoint_of_the_real_cases(shared_data, tmp_path):
+    """One fold, one optimiser step: the outputs and their bookkeeping, not the accuracy."""
+    from medcl.cli import main
+    from medcl.engine import load_model_checkpoint
+    from medcl.pipelines.zones_segment import ZonesSegmenter
+
+    root = shared_data / "mri" / "prostate158-sample"
+    out = tmp_path / "bench"
+    args = ["bench", "zones-real", "--quick", "--data", str(root), "--out", str(out), "--steps", "1", "--folds", "1",
+            "--variants", "dualpath"]
+    assert main(args) == 0
+    result = json.loads((out / "zones_real.json").read_text())
+    assert result["cases"] == ["001", "002", "020"] and result["steps"]["dualpath"] == 1
+    (fold,) = result["variants"]["dualpath"]["folds"]
+    assert fold["test_case"] == "001" and fold["train_cases"] == ["002", "020"]  # leave-one-case-out
+    for zone in ("PZ", "TZ", "gland"):
+        assert 0.0 <= fold[zone]["dice"] <= 1.0
+        assert result["variants"]["dualpath"]["mean"][zone]["dice"] == fold[zone]["dice"]  # mean of one fold
+    assert (out / "qc" / "dualpath_001_qc.png").read_bytes()[:4] == b"\x89PNG"
+    ckpt = load_model_checkpoint(out / "checkpoints" / "zones_real.ckpt", "zones")
+    card = ckpt.extra["model_card"]
+    assert card["n_training_cases"] == 3 and card["training_data"][0]["cases"] == 3  # each real case once
+    assert not card["synthetic_only"] and ckpt.config["data"]["pixdim"] == [1.0, 1.0, 3.0]
+    segmenter = ZonesSegmenter.from_checkpoint(out / "checkpoints" / "zones_real.ckpt", device="cpu")
+    assert segmenter.drop_zones == (3, 4)  # PZ/TZ-only training: DPU and AFS are folded into their hosts
