@@ -144,6 +144,11 @@ def build_net(cfg: SepCLRConfig) -> torch.nn.Module:
     return SepCLRNet(m.common_dim, m.salient_dim, **enc)
 
 
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """Half/bf16 autocast outputs in float32 for the loss; float32/float64 unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 class SepCLRModule(MedclModule):
     """Lightning module training SepCLR (or the SimCLR baseline) on two augmented views."""
 
@@ -186,12 +191,16 @@ class SepCLRModule(MedclModule):
             v1, v2 = self.augment(x), self.augment(x)
         return v1.contiguous(memory_format=self.memory_format), v2.contiguous(memory_format=self.memory_format)
 
+    def loss_terms(self, v1: torch.Tensor, v2: torch.Tensor, group: torch.Tensor):
+        """SepCLR terms of two views: both views through both encoders and heads, then the loss (no host sync)."""
+        o1, o2 = self.net(v1), self.net(v2)
+        return self.criterion.terms(*map(_at_least_float32, (o1.zc, o2.zc, o1.zs, o2.zs)), group)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         v1, v2 = self.views(batch["image"])
         if self.cfg.baseline == "simclr":
             return self._simclr_step(v1, v2)
-        o1, o2 = self.net(v1), self.net(v2)
-        terms = self.criterion.terms(o1.zc.float(), o2.zc.float(), o1.zs.float(), o2.zs.float(), batch["group"])
+        terms = self.loss_terms(v1, v2, batch["group"])
         self.log_dict({f"train/{k}": v for k, v in terms.as_dict().items()}, prog_bar=False, batch_size=v1.shape[0])
         return terms.total
 

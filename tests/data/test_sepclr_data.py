@@ -31,9 +31,9 @@ def test_texdigits_blend_hand_computed():
     masks[:, 10, 10] = 1.0
     masks[:, 11, 11] = 0.5
     out = texdigits._blend(crops, masks)
-    assert out[0, 14, 14] == pytest.approx(1.0) and out[1, 14, 14] == pytest.approx(0.0)  # opposite ink
-    assert out[0, 15, 15] == pytest.approx(0.6) and out[1, 15, 15] == pytest.approx(0.45)  # half blend
-    assert out[0, 0, 0] == pytest.approx(0.2) and out[1, 20, 3] == pytest.approx(0.9)  # untouched
+    assert out[0, 14, 14] == pytest.approx(0.6) and out[1, 14, 14] == pytest.approx(0.95)  # 0.5 crop + 0.5 digit
+    assert out[0, 15, 15] == pytest.approx(0.35) and out[1, 15, 15] == pytest.approx(0.7)  # half-strength stroke
+    assert out[0, 0, 0] == pytest.approx(0.1) and out[1, 20, 3] == pytest.approx(0.45)  # no digit: 0.5 crop
 
 
 def test_texdigits_targets_differ_from_backgrounds_in_the_centre():

@@ -1,9 +1,12 @@
 """TexDigits: a 2D contrastive-analysis toy set (background textures, target textures + digits).
 
 Background images are 32x32 grey crops of one of 10 scikit-image bundled pictures (the *common*
-factor, ``texture``); target images are the same kind of crop blended with a scikit-learn
-handwritten digit (the *salient* factor, ``digit``), in the spirit of the CIFAR-MNIST setting of
-Louiset et al. (ICLR 2024). Train and test draw crops from disjoint image regions (left/right part
+factor, ``texture``) at half intensity; target images are the same kind of crop at half intensity
+plus a scikit-learn handwritten digit at half intensity (the *salient* factor, ``digit``), as the
+official CIFAR-10-MNIST set of Louiset et al. (ICLR 2024) builds them (``0.5 * cifar`` and
+``0.5 * cifar + 0.5 * mnist``): the digit is always bright, one consistent pattern for the salient
+encoder to find. (An earlier version painted the digit in the ink opposite to the crop's mean; the
+polarity then followed the texture, and short CPU runs read the digit from C as well as from S.) Train and test draw crops from disjoint image regions (left/right part
 of each picture) and digits from disjoint digit indices. Everything is generated vectorised and is
 deterministic from the seed.
 """
@@ -82,12 +85,11 @@ def _crops(tex: np.ndarray, n: int, split: str, rng: np.random.Generator) -> np.
 
 
 def _blend(crops: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Paint each digit mask on its crop in the colour opposite to the crop's mean grey."""
+    """``0.5 * crop + 0.5 * digit`` (the official CIFAR-MNIST blend), digit masks centred."""
     pad = (SIZE - _DIGIT_SIZE) // 2
     full = np.zeros_like(crops)
     full[:, pad : pad + _DIGIT_SIZE, pad : pad + _DIGIT_SIZE] = masks
-    ink = np.where(crops.mean(axis=(1, 2), keepdims=True) > 0.5, 0.0, 1.0)
-    return (1.0 - full) * crops + full * ink
+    return 0.5 * crops + 0.5 * full
 
 
 def make_texdigits(
@@ -125,6 +127,7 @@ def make_texdigits(
     tg = np.flatnonzero(group == 1)
     picks = rng.choice(pool, tg.size)
     images[tg] = _blend(images[tg], masks[picks])
+    images[group == 0] *= 0.5  # backgrounds: the crop at half intensity, as in the blend
     digit = np.full(n, -1, np.int64)
     digit[tg] = labels[picks]
     return TexDigits(images[:, None], group, texture.astype(np.int64), digit)
