@@ -48,7 +48,7 @@ def read_inputs(
     ecgs, signals, failures = {}, {}, []
     for rec in progress_bar(records, "reading ECGs"):
         try:
-            shown = read_ecg(rec, fs=display_fs, highpass=highpass, **source)
+            shown = read_ecg(rec, fs=display_fs, highpass=highpass, upsample=True, **source)  # display only
             signals[rec] = read_ecg(rec, fs=fs, n_samples=n_samples, highpass=highpass, **source).signal
         except MedclError as exc:
             failures.append({"record": rec, "error": str(exc)})
@@ -76,7 +76,7 @@ def source_lookup(roots: Sequence[str | os.PathLike], display_fs: float = DISPLA
         for base in [Path(source), *(Path(r) / source for r in roots)]:
             if base.with_suffix(".hea").is_file() or Path(f"{base}.hea").is_file():
                 try:
-                    rec = read_ecg(base, fs=display_fs)
+                    rec = read_ecg(base, fs=display_fs, upsample=True)
                 except MedclError:
                     return None
                 return rec.signal, rec.fs

@@ -310,11 +310,12 @@ def read_scan(
     path: str | os.PathLike, series: str | None = None, channel: int | Sequence[int] | None = None
 ) -> MetaTensor:
     """Read and validate one scan: a 3D volume (``channel`` of a 4D one) of at least 2 voxels per axis."""
-    from medcl.io.image import read_image
+    from medcl.io.image import check_not_constant, read_image
 
     image = read_image(path, series=series, channel=channel)
     if min(image.shape[1:]) < 2:
         raise MedclError(f"{path}: has shape {tuple(image.shape[1:])}, a single slice; expected a 3D volume")
+    check_not_constant(image, path)
     return image
 
 
@@ -322,15 +323,17 @@ def read_scan(
 
 
 def case_names(inputs: Sequence[str | os.PathLike]) -> list[str]:
-    """Case name per input (file name without image suffixes, or the DICOM folder's name), made unique."""
-    names, seen = [], {}
+    """Case name per input (file name without image suffixes, or the DICOM folder's name), unique by
+    construction (:func:`medcl.utils.unique_names`: ``x/s``, ``y/s``, ``z/s_2`` -> ``s``, ``s_3``, ``s_2``)."""
+    from medcl.utils import unique_names
+
+    names = []
     for item in inputs:
         name = Path(item).name
         for suffix in (".gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm"):
             name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
-        seen[name] = seen.get(name, 0) + 1
-        names.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
-    return names
+        names.append(name)
+    return unique_names(names)
 
 
 def ras_volume(volume: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -69,14 +69,10 @@ def load_model_checkpoint(path: str | os.PathLike, family: str | None) -> Checkp
 
     if is_weights_path(path):
         return load_weights(path, family)
+    from medcl.io.checkpoint_file import safe_torch_load
+
     path = Path(path)
-    if not path.is_file():
-        raise MedclError(f"{path}: checkpoint not found")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or holds pickled code
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise MedclError(f"{path}: not a loadable checkpoint ({reason})") from None
+    raw = safe_torch_load(path)  # refuses pickled code with medcl's own message
     payload = raw.get("medcl") if isinstance(raw, dict) else None
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise MedclError(f"{path}: not a medcl checkpoint (no 'medcl' entry)")
