@@ -377,16 +377,22 @@ def _check_nifti_file(path: Path) -> None:
 
 
 def read_header(path: str | os.PathLike) -> sitk.ImageFileReader:
-    """A SimpleITK reader holding the header of ``path`` (no voxels read); one-line error otherwise."""
+    """A SimpleITK reader holding the header of ``path`` (no voxels read); one-line error otherwise,
+    also for a voxel spacing that is not usable (:func:`check_spacing`, on the header as stored)."""
     path = Path(path)
     if not path.is_file():
         raise MedclError(f"{path}: no such file")
+    if path.name.lower().endswith(NIFTI_SUFFIXES):
+        stored = _raw_nifti_spacing(path)
+        if stored is not None:
+            check_spacing(path, stored)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError as err:
         raise MedclError(f"{path}: not a readable image ({_first_line(err)})") from None
+    check_spacing(path, reader.GetSpacing()[:3])
     return reader
 
 
