@@ -8,12 +8,21 @@ Every pipeline schema derives from :class:`MedclModel` (unknown keys are rejecte
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_type_hints
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from medcl.errors import MedclError
 
@@ -26,6 +35,31 @@ class MedclModel(BaseModel):
     """Base of every medcl config section: unknown keys are errors, assignment is validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+def section_from_dataclass(spec: type, name: str, doc: str, module: str) -> type[MedclModel]:
+    """A config section with the fields, types and defaults of the dataclass ``spec``.
+
+    Validating the section builds a ``spec`` (its ``__post_init__`` holds the checks), so a component's
+    settings are defined once, on the component, e.g. ``ZonesModelConfig`` from
+    :class:`medcl.nets.dualpath.ZonesNetSpec`.
+    """
+    hints = get_type_hints(spec)
+
+    def default(f: dataclasses.Field) -> Any:
+        if f.default is dataclasses.MISSING:
+            return Field(default_factory=f.default_factory)
+        return Field(f.default)
+
+    def check_spec(self: MedclModel) -> MedclModel:
+        spec(**self.model_dump())
+        return self
+
+    return create_model(
+        name, __base__=MedclModel, __doc__=doc, __module__=module,
+        __validators__={"_check_spec": model_validator(mode="after")(check_spec)},
+        **{f.name: (hints[f.name], default(f)) for f in dataclasses.fields(spec)},
+    )
 
 
 class TrainConfig(MedclModel):

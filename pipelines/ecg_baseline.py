@@ -84,7 +84,7 @@ class _BaselineModule(MedclModule):
 
 
 def train_baseline(data, cfg, out_dir: Path, epochs: int, lr: float) -> ResNet1DClassifier:
-    """Train the baseline on ``data`` (:class:`~medcl.pipelines.ecg_train.ECGData`) with ``cfg``'s
+    """Train the baseline on ``data`` (:class:`~medcl.pipelines.ecg_data.ECGData`) with ``cfg``'s
     width, layers, dropout, normalisation, weight decay, batch size and engine settings."""
     from torch.utils.data import DataLoader
 

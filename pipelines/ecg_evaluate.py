@@ -64,9 +64,9 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, out_di
              n_boot: int = 1000, seed: int = 0, batch_size: int = 64, estimator: str = "full-fold",
              min_positives: int = 1) -> dict[str, Any]:
     """Evaluate an ``ecg`` checkpoint on ``data_root``'s test fold; returns the results dict."""
-    from medcl.data.ptbxl import PTBXL
     from medcl.metrics.estimators import ESTIMATORS
-    from medcl.pipelines.ecg_train import ECGData, label_groups, load_model, predict_split
+    from medcl.pipelines.ecg_data import ECGData, load_data, predict_split
+    from medcl.pipelines.ecg_model import label_groups, load_model
 
     if estimator not in ESTIMATORS:
         from medcl.errors import MedclError
@@ -74,9 +74,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, out_di
         raise MedclError(f"--estimator: unknown value {estimator!r}; expected one of {', '.join(ESTIMATORS)}")
     net, cfg, labels, extra = load_model(checkpoint)
     d = cfg.data
-    ptbxl = PTBXL(data_root, fs=d.fs, label_set="all", n_samples=d.n_samples, highpass=d.highpass,
-                  cache_dir=d.cache_dir, folds=d.folds.as_dict())
-    data = ECGData(ptbxl, labels, label_groups(labels))
+    data = ECGData(load_data(cfg, root=str(data_root)).ptbxl, labels, label_groups(labels))
     head, source = extra.get("head", "branches"), branch_source(extra)
     p_test, b_test, y_test = predict_split(net, data, "test", head, batch_size, with_branches=True,
                                            branch_source="head" if source != "contribution" else source)

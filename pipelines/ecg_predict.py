@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ import torch
 from medcl.errors import MedclError
 from medcl.io.ecg import ECGRecord, find_records, read_ecg
 from medcl.nets.protoecg import BRANCHES, ProtoECGNet
+from medcl.pipelines.ecg_config import ECGConfig
+from medcl.pipelines.ecg_model import ECGModel, load_model
 from medcl.utils import atomic_write_path, progress_bar, write_json
 
 __all__ = ["branch_of", "contribution_weights", "predict", "prototype_table"]
@@ -89,13 +92,14 @@ def branch_of(net: ProtoECGNet, num_labels: int) -> list[str]:
 class _Predictor:
     """The loaded model and everything needed to turn batches into predictions.json entries.
 
-    ``engine="torch"``: ``checkpoint`` is a ``.ckpt`` or weights-only file. ``"onnxruntime"``: it is
-    a ``medcl export --format onnx`` folder, whose card, ``prototypes.json`` and
-    ``contribution_weights.npy`` replace what the network would give.
+    ``engine="torch"``: ``checkpoint`` is a ``.ckpt`` or weights-only file, or an already loaded
+    :class:`~medcl.pipelines.ecg_model.ECGModel`. ``"onnxruntime"``: it is a ``medcl export
+    --format onnx`` folder, whose card, ``prototypes.json`` and ``contribution_weights.npy`` replace
+    what the network would give.
     """
 
-    def __init__(self, checkpoint: str | os.PathLike, engine: str = "torch") -> None:
-        from medcl.data.ptbxl import packaged_statements
+    def __init__(self, checkpoint: str | os.PathLike | ECGModel, engine: str = "torch") -> None:
+        from medcl.data.ptbxl_statements import packaged_statements
 
         if engine == "onnxruntime":
             self._init_onnx(checkpoint)
@@ -107,14 +111,14 @@ class _Predictor:
         self.thresholds = np.asarray(thr if thr is not None else [0.5] * len(self.labels), dtype=np.float64)
         desc = packaged_statements().set_index("code")["description"].to_dict()
         self.descriptions = [desc.get(c, c) for c in self.labels]
-        self.n_samples = self.cfg.data.n_samples or 10 * self.cfg.data.fs
+        self.n_samples = self.cfg.data.length
 
-    def _init_torch(self, checkpoint: str | os.PathLike) -> None:
+    def _init_torch(self, checkpoint: str | os.PathLike | ECGModel) -> None:
         from medcl.export.onnx import ECGOutputsModel
-        from medcl.pipelines.ecg_train import load_model
 
-        net, self.cfg, self.labels, self.extra = load_model(checkpoint)
-        self.head = self.extra.get("head", "branches")
+        model = checkpoint if isinstance(checkpoint, ECGModel) else load_model(checkpoint)
+        net, self.cfg, self.labels, self.extra = model
+        self.head = model.head
         self.model = ECGOutputsModel(net, self.head).eval()
         self.table = prototype_table(net, self.labels, self.extra)
         self.owner = branch_of(net, len(self.labels))
@@ -124,7 +128,6 @@ class _Predictor:
         import json
 
         from medcl.export.onnx import OnnxModel
-        from medcl.pipelines.ecg import ECGConfig  # not ecg_train: the ONNX engine needs no training stack
 
         onnx = OnnxModel(folder, "ecg")
         card = onnx.card
@@ -174,13 +177,16 @@ class _Predictor:
         }
 
 
-def predict(records: list[str | os.PathLike], checkpoint: str | os.PathLike,
-            out_dir: str | os.PathLike | None = None, batch_size: int = 32, engine: str = "torch",
-            source_fs: float | None = None, source_leads: list[str] | None = None) -> dict:
+def predict(records: Sequence[str | os.PathLike] | Mapping[str, ECGRecord],
+            checkpoint: str | os.PathLike | ECGModel, out_dir: str | os.PathLike | None = None,
+            batch_size: int = 32, engine: str = "torch", source_fs: float | None = None,
+            source_leads: list[str] | None = None) -> dict:
     """Predict every record; return the ``predictions.json`` dict (and write outputs to ``out_dir``).
 
-    ``records`` may be any format :func:`medcl.io.ecg.read_ecg` reads; ``source_fs``/``source_leads``
-    describe ``.npy``/``.csv`` arrays.
+    ``records`` may be any format :func:`medcl.io.ecg.read_ecg` reads (``source_fs``/``source_leads``
+    describe ``.npy``/``.csv`` arrays), or records already read at the model's rate and length
+    (``{name: ECGRecord}``, as ``medcl ecg report`` passes them). ``checkpoint`` may be an already
+    loaded :class:`~medcl.pipelines.ecg_model.ECGModel`.
 
     Records are read one batch ahead in a background thread while the model runs on the current
     batch (the convolutions release the GIL), so reading costs little extra wall time.
@@ -190,13 +196,16 @@ def predict(records: list[str | os.PathLike], checkpoint: str | os.PathLike,
     Raises:
         MedclError: bad checkpoint, a folder without records, or no record given.
     """
-    paths = find_records(records)
+    read = dict(records) if isinstance(records, Mapping) else None
+    paths = list(read) if read is not None else find_records(records)
     if not paths:
         raise MedclError("records: nothing to predict")
     pred = _Predictor(checkpoint, engine)
     d = pred.cfg.data
 
     def read_batch(batch: list[str]) -> list[ECGRecord | str]:
+        if read is not None:
+            return [read[p] for p in batch]
         source = {"source_fs": source_fs, "source_leads": source_leads}
         return [_read(p, d.fs, pred.n_samples, d.highpass, source) for p in batch]
 

@@ -1,8 +1,9 @@
 """``medcl ecg report``: ProtoECGNet predictions -> clinician HTML reports, an index and report.json.
 
-Flow for a batch: expand folders to WFDB records; read every record (a record that cannot be read
-is listed as a failure and the batch goes on); one :func:`medcl.pipelines.ecg.predict` pass over
-the readable records; one batched captum Integrated-Gradients call over every (record, finding)
+Flow for a batch: expand folders to WFDB records; load the checkpoint once; read every file once
+(shown at the display rate and as the model reads it; a record that cannot be read is listed as a
+failure and the batch goes on); one :func:`medcl.pipelines.ecg_predict.predict` pass over the
+records already read; one batched captum Integrated-Gradients call over every (record, finding)
 pair; then :func:`medcl.explain.report.write_report_batch` renders the pages.
 """
 
@@ -12,23 +13,24 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medcl.errors import MedclError
-from medcl.io.ecg import find_records
+from medcl.io.ecg import find_records, record_name
+
+if TYPE_CHECKING:
+    from medcl.pipelines.ecg_model import ECGModel
 
 MODEL_FS = 100.0
 MODEL_SAMPLES = 1000
 DISPLAY_FS = 250.0
-_SUFFIXES = (".hea", ".mat", ".dat")
 
 
 def expand_records(inputs: Sequence[str | os.PathLike]) -> list[str]:
-    """Record paths (without extension) from files/record names and folders of records."""
-    out = [str(Path(p).with_suffix("")) if Path(p).suffix.lower() in _SUFFIXES else p for p in find_records(inputs)]
-    return list(dict.fromkeys(out))
+    """Record paths (WFDB records without extension) from files/record names and folders of records."""
+    return list(dict.fromkeys(record_name(p) for p in find_records(inputs)))
 
 
 def read_inputs(
@@ -40,16 +42,25 @@ def read_inputs(
     Returns:
         ``(ecgs: record -> ECGInput, model_signals: record -> (12, n_samples) float32, failures)``.
     """
+    ecgs, model_records, failures = read_views(records, fs, n_samples, highpass, display_fs, **source)
+    return ecgs, {rec: r.signal for rec, r in model_records.items()}, failures
+
+
+def read_views(
+    records: Sequence[str], fs: float = MODEL_FS, n_samples: int | None = MODEL_SAMPLES,
+    highpass: float | None = 0.5, display_fs: float = DISPLAY_FS, **source: Any,
+) -> tuple[dict, dict, list[dict]]:
+    """Like :func:`read_inputs`, reading each file once; the model's view as ``record -> ECGRecord``."""
     from medcl.explain.report import ECGInput
-    from medcl.io.ecg import read_ecg
+    from medcl.io.ecg import read_ecg_views
     from medcl.io.ecg_labels import describe_codes
     from medcl.utils import progress_bar
 
-    ecgs, signals, failures = {}, {}, []
+    views = [{"fs": display_fs, "highpass": highpass, "upsample": True}, {"fs": fs, "n_samples": n_samples, "highpass": highpass}]
+    ecgs, model_records, failures = {}, {}, []
     for rec in progress_bar(records, "reading ECGs"):
         try:
-            shown = read_ecg(rec, fs=display_fs, highpass=highpass, upsample=True, **source)  # display only
-            signals[rec] = read_ecg(rec, fs=fs, n_samples=n_samples, highpass=highpass, **source).signal
+            shown, model_records[rec] = read_ecg_views(rec, views, **source)
         except MedclError as exc:
             failures.append({"record": rec, "error": str(exc)})
             continue
@@ -59,7 +70,7 @@ def read_inputs(
         ecgs[rec] = ECGInput(rec, shown.signal, shown.fs, list(shown.comments),
                              labels=describe_codes(shown.dx_snomed), derived_leads=list(shown.derived_leads),
                              format=shown.format)
-    return ecgs, signals, failures
+    return ecgs, model_records, failures
 
 
 def source_lookup(roots: Sequence[str | os.PathLike], display_fs: float = DISPLAY_FS) -> Callable:
@@ -90,6 +101,7 @@ class ReportModel:
     """The trained network as the attributions need it.
 
     Attributes:
+        ecg: the loaded checkpoint (network, config, labels, extras).
         forward: ``(B, 12, T) -> (B, L)`` probabilities of the checkpoint's output head (fusion or
             branch classifiers), the quantity the report's findings are thresholded on.
         device: where the network lives (inputs are moved there).
@@ -98,6 +110,7 @@ class ReportModel:
         card: the model card (:func:`medcl.explain.model_card.model_card`).
     """
 
+    ecg: ECGModel
     forward: Callable
     device: Any
     fs: float
@@ -107,23 +120,22 @@ class ReportModel:
     card: dict
 
 
-def load_report_model(checkpoint: str | os.PathLike, device: str = "auto") -> ReportModel:
-    """Load a ProtoECGNet checkpoint for attributions (eval mode, on ``device``)."""
+def load_report_model(checkpoint: str | os.PathLike | ECGModel, device: str = "auto") -> ReportModel:
+    """Load a ProtoECGNet checkpoint (or take a loaded one) for attributions (eval mode, on ``device``)."""
     from medcl.engine.device import pick_device
     from medcl.explain.model_card import model_card
-    from medcl.pipelines.ecg_train import head_probabilities, load_model
+    from medcl.pipelines.ecg_model import ECGModel, head_probabilities, load_model
 
-    net, cfg, labels, extra = load_model(checkpoint)
+    ecg = checkpoint if isinstance(checkpoint, ECGModel) else load_model(checkpoint)
     dev = pick_device(device)
-    net = net.to(dev).eval()
-    head = extra.get("head", "branches")
+    net, cfg = ecg.net.to(dev).eval(), ecg.cfg
+    head = ecg.head
 
     def forward(x: Any) -> Any:
         return head_probabilities(net, net(x), head)
 
-    n_samples = cfg.data.n_samples or int(10 * cfg.data.fs)
-    return ReportModel(forward, dev, float(cfg.data.fs), n_samples, cfg.data.highpass, list(labels),
-                       model_card(extra))
+    return ReportModel(ecg, forward, dev, float(cfg.data.fs), cfg.data.length, cfg.data.highpass,
+                       list(ecg.labels), model_card(ecg.extra))
 
 
 def attribute(
@@ -185,18 +197,19 @@ def write_reports(
         Path of ``index.html``.
     """
     from medcl.explain.report import write_report_batch
-    from medcl.pipelines.ecg import predict
+    from medcl.pipelines.ecg_predict import predict
     from medcl.utils import ensure_output_dir
 
     paths = expand_records(records)
     out = ensure_output_dir(out_dir, paths)
     model = load_report_model(checkpoint)
     source = {"source_fs": source_fs, "source_leads": source_leads}
-    ecgs, signals, failures = read_inputs(paths, model.fs, model.n_samples, model.highpass, **source)
+    ecgs, model_records, failures = read_views(paths, model.fs, model.n_samples, model.highpass, **source)
     predictions: dict = {"labels": [], "thresholds": {}, "records": []}
     if ecgs:
-        predictions = predict(list(ecgs), checkpoint, out_dir=None, batch_size=batch_size, **source)
+        predictions = predict(model_records, model.ecg, out_dir=None, batch_size=batch_size)
         failures += predictions.pop("errors", [])
+    signals = {rec: r.signal for rec, r in model_records.items()}
     attributions = attribute(predictions, signals, model.forward, ig_steps, device=model.device)
     index = write_report_batch(
         predictions, ecgs, out, attributions=attributions, sources=source_lookup(source_roots),

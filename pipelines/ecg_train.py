@@ -1,11 +1,15 @@
-"""ProtoECGNet stages on Lightning: data, the LightningModule, projection and the stage chain."""
+"""ProtoECGNet training on Lightning: the LightningModule, thresholds and the stage chain.
+
+The model itself (build, save, load) is :mod:`medcl.pipelines.ecg_model`; the data and split
+prediction :mod:`medcl.pipelines.ecg_data`; the ``project`` stage :mod:`medcl.pipelines.ecg_projection`;
+the run-folder layout :mod:`medcl.engine.checkpoint`.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,100 +17,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
 
-from medcl.data.ptbxl import PTBXL, load_label_groups
 from medcl.engine import (
     MedclModule,
     build_trainer,
     checkpoint_path,
+    find_stage_model,
     fit,
     load_model_checkpoint,
     load_state_into,
+    model_file,
+    pick_device,
 )
 from medcl.errors import MedclError
 from medcl.losses.prototype import MaskedL1Loss, PrototypeLoss, jaccard_matrix, positive_weights
 from medcl.metrics.auroc import auroc, best_f1_thresholds
-from medcl.nets.protoecg import (
-    BRANCHES,
-    ProtoECGNet,
-    branch_contributions,
-    branch_probabilities,
-    head_probabilities,
-)
-from medcl.pipelines.ecg import STAGES, ECGConfig
+from medcl.nets.protoecg import BRANCHES, ProtoECGNet, head_probabilities
 from medcl.pipelines.ecg_branch_stop import BranchEarlyStopping
-from medcl.pipelines.ecg_project import Projector, assign_unique, sample_window
-from medcl.utils import atomic_write_path
+from medcl.pipelines.ecg_config import STAGES, ECGConfig
+from medcl.pipelines.ecg_data import ECGData, load_data, loader, predict_split
+from medcl.pipelines.ecg_model import build_net, init_2d_branches, load_model, save_model
+from medcl.pipelines.ecg_projection import project_prototypes
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ECGData", "ECGModule", "build_net", "load_data", "project_prototypes", "run_stages"]
-
-
-@dataclass
-class ECGData:
-    """The PTB-XL folder with the 71-label space and the branch groups (indices into it)."""
-
-    ptbxl: PTBXL
-    labels: list[str]
-    groups: dict[str, list[int]]
-
-    def dataset(self, split: str) -> Dataset:
-        return self.ptbxl.dataset(split)
-
-    def labels_of(self, split: str) -> np.ndarray:
-        return self.ptbxl.y[self.ptbxl.split_indices(split)]
-
-
-class _WithIndex(Dataset):
-    """Items ``(x, y, i)``: the wrapped dataset's item and its position (projection provenance)."""
-
-    def __init__(self, base: Dataset) -> None:
-        self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int):
-        x, y = self.base[i]
-        return x, y, i
-
-
-def label_groups(labels: list[str]) -> dict[str, list[int]]:
-    """Indices of each branch's codes among ``labels`` (every code must be present)."""
-    pos = {c: i for i, c in enumerate(labels)}
-    groups = load_label_groups()
-    missing = sorted(c for codes in groups.values() for c in codes if c not in pos)
-    if missing:
-        raise MedclError(f"labels: the branch codes {missing[:5]} are not in the label set")
-    return {b: [pos[c] for c in groups[b]] for b in BRANCHES}
-
-
-def load_data(cfg: ECGConfig) -> ECGData:
-    """Open ``cfg.data.root`` as PTB-XL with the 71 ``all`` labels."""
-    d = cfg.data
-    ptbxl = PTBXL(d.root, fs=d.fs, label_set="all", n_samples=d.n_samples, highpass=d.highpass,
-                  cache_dir=d.cache_dir, workers=cfg.train.num_workers or None, folds=d.folds.as_dict())
-    return ECGData(ptbxl, list(ptbxl.labels), label_groups(list(ptbxl.labels)))
-
-
-def build_net(cfg: ECGConfig, groups: dict[str, list[int]], num_labels: int) -> ProtoECGNet:
-    """The ProtoECGNet described by ``cfg.model`` (deterministic in the global seed)."""
-    m = cfg.model
-    n_samples = cfg.data.n_samples or 10 * cfg.data.fs
-    return ProtoECGNet(groups, num_labels, dict(m.per_class), width=m.width, layers=tuple(m.layers),
-                       proto_dim=m.proto_dim, n_samples=n_samples, partial_length=m.partial_length,
-                       pooling=m.pooling, dropout=m.dropout, normalize=cfg.data.normalize)
-
-
-def init_2d_branches(net: ProtoECGNet, path: str) -> None:
-    """Start both 2D branches from a torchvision ResNet-18 state dict (``model.init_2d``)."""
-    from medcl.nets.protoecg import load_resnet18_2d
-
-    for b in ("morphology", "global"):
-        copied = load_resnet18_2d(net.branches[b].backbone, path)
-    log.info("2D branches initialised from %s (%d tensors each; conv1 and fc not copied)", path, len(copied))
+__all__ = ["ECGModule", "run_stages", "training_card"]
 
 
 class ECGModule(MedclModule):
@@ -143,8 +78,10 @@ class ECGModule(MedclModule):
         lc = self.cfg.loss
         idx = {b: self.net.label_index(b).cpu() for b in BRANCHES}
         self.branch_losses = nn.ModuleDict({
-            b: PrototypeLoss(positive_weights(y[:, idx[b]]), jaccard_matrix(y[:, idx[b]]), lc.clustering,
-                             lc.separation, lc.diversity, lc.contrastive, lc.sparsity, lc.separation_mode)
+            b: PrototypeLoss(pos_weight=positive_weights(y[:, idx[b]]), cooccurrence=jaccard_matrix(y[:, idx[b]]),
+                             clustering_weight=lc.clustering, separation_weight=lc.separation,
+                             diversity_weight=lc.diversity, contrastive_weight=lc.contrastive,
+                             sparsity_weight=lc.sparsity, separation_mode=lc.separation_mode)
             for b in BRANCHES
         })
         self.register_buffer("pos_weight_all", positive_weights(y))
@@ -236,170 +173,26 @@ class ECGModule(MedclModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
-# ----------------------------------------------------------------------------------- checkpoints
-
-
-def save_model(path: Path, net: ProtoECGNet, cfg: ECGConfig, labels: list[str], extra: dict[str, Any]) -> Path:
-    """Write a slim medcl checkpoint (``{"medcl": payload}``) atomically."""
-    from medcl.engine.checkpoint import versions
-
-    payload = {
-        "family": "ecg",
-        "config": cfg.model_dump(mode="json"),
-        "label_map": {c: i for i, c in enumerate(labels)},
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        "versions": versions(),
-        "extra": extra,
-    }
-    with atomic_write_path(path, suffix=".ckpt") as tmp:
-        torch.save({"medcl": payload}, tmp)
-    return path
-
-
-def load_model(path: str | os.PathLike) -> tuple[ProtoECGNet, ECGConfig, list[str], dict[str, Any]]:
-    """Rebuild the network of an ``ecg`` checkpoint; returns ``(net, cfg, labels, extra)``."""
-    ckpt = load_model_checkpoint(path, "ecg")
-    try:
-        cfg = ECGConfig.model_validate(ckpt.config)
-    except Exception as exc:  # pydantic ValidationError
-        raise MedclError(f"{path}: stored config is not a valid ECG config ({str(exc).splitlines()[0]})") from None
-    label_map = ckpt.label_map or {}
-    labels = sorted(label_map, key=label_map.__getitem__)
-    net = build_net(cfg, label_groups(labels), len(labels))
-    load_state_into(net, ckpt)
-    return net.eval(), cfg, labels, dict(ckpt.extra)
-
-
-# ------------------------------------------------------------------------------------ projection
-
-
-def _loader(ds: Dataset, batch_size: int, num_workers: int, shuffle: bool = False) -> DataLoader:
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      persistent_workers=num_workers > 0)
-
-
-def _shard_loader(ds: Dataset, batch_size: int, num_workers: int) -> DataLoader:
-    from medcl.engine.distributed import is_dist
-
-    sampler = None
-    if is_dist():
-        from torch.utils.data.distributed import DistributedSampler
-
-        sampler = DistributedSampler(ds, shuffle=False, drop_last=False)
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
-
-
-@torch.no_grad()
-def _scan(net: ProtoECGNet, loader: DataLoader, projectors: dict[str, Projector],
-          groups: dict[str, list[int]], device: torch.device) -> dict[str, int]:
-    """Stream the training shard through every branch; returns each branch's feature length."""
-    from medcl.utils import progress_bar
-
-    lengths: dict[str, int] = {}
-    for x, y, idx in progress_bar(loader, "projection (training batches)", total=len(loader)):
-        x, y, idx = x.to(device), y.to(device), idx.to(device)
-        for b, proj in projectors.items():
-            feats = net.branches[b].features(x)
-            lengths[b] = int(feats.shape[-1]) if feats.ndim == 4 else 1
-            proj.update(feats, y[:, groups[b]], idx)
-    return lengths
-
-
-@torch.no_grad()
-def _segments_of(net: ProtoECGNet, branch: str, ds: Dataset, sample: torch.Tensor, window: torch.Tensor,
-                 batch_size: int, device: torch.device) -> torch.Tensor:
-    """Latent segments of (sample, window) pairs, from one pass over the distinct samples."""
-    layer = net.branches[branch].prototypes
-    uniq, inv = torch.unique(sample.clamp(min=0), return_inverse=True)
-    feats = torch.cat([net.branches[branch].features(x.to(device))
-                       for x, *_ in _loader(Subset(ds, uniq.tolist()), batch_size, 0)])
-    return layer.window_segment(feats, inv.to(device), window.to(device))
-
-
-def project_prototypes(net: ProtoECGNet, data: ECGData, cfg: ECGConfig,
-                       device: torch.device | None = None) -> dict[str, dict[str, Any]]:
-    """Replace every prototype by its best training segment of its own class; return provenance.
-
-    Returns ``{branch: {"sample", "ecg_id", "record", "labels", "window", "start", "end",
-    "start_s", "end_s", "similarity"}}`` (tensors and lists) for the checkpoint ``extra``.
-    """
-    device = device or next(net.parameters()).device
-    net.eval()
-    train_ds = _WithIndex(data.dataset("train"))
-    pc = cfg.project
-    k = pc.candidates if pc.unique else 1
-    projectors = {b: Projector(net.branches[b].prototypes, k) for b in BRANCHES}
-    lengths = _scan(net, _shard_loader(train_ds, pc.batch_size, cfg.train.num_workers), projectors,
-                    data.groups, device)
-    return {b: _apply(net, b, projectors[b], train_ds, data, cfg, lengths.get(b, 1), device) for b in BRANCHES}
-
-
-def _apply(net: ProtoECGNet, branch: str, proj: Projector, ds: Dataset, data: ECGData, cfg: ECGConfig,
-           feature_len: int, device: torch.device) -> dict[str, Any]:
-    layer = net.branches[branch].prototypes
-    if proj.k == 1:
-        res = proj.result()
-        score, sample, window, segment = res.score, res.sample, res.window, res.segment
-    else:
-        scores, samples, windows = proj.candidate_lists()
-        col = assign_unique(scores, samples).clamp(min=0)
-        rows = torch.arange(len(col), device=col.device)
-        score, sample, window = scores[rows, col], samples[rows, col], windows[rows, col]
-        segment = _segments_of(net, branch, ds, sample, window, cfg.project.batch_size, device)
-    found = sample >= 0
-    if not bool(found.all()):
-        warnings.warn(f"{branch}: {int((~found).sum())} prototypes have no training sample of their class; "
-                      "they keep their trained values", stacklevel=2)
-    with torch.no_grad():
-        mask = found.view(-1, *([1] * (segment.ndim - 1))).to(layer.prototypes.device)
-        layer.prototypes.copy_(torch.where(mask, segment.to(layer.prototypes), layer.prototypes))
-    return _provenance(layer, sample, window, score, data, cfg, feature_len)
-
-
-def _provenance(layer, sample, window, score, data: ECGData, cfg: ECGConfig, feature_len: int) -> dict[str, Any]:
-    n_samples = cfg.data.n_samples or 10 * cfg.data.fs
-    length = getattr(layer, "length", feature_len)
-    start, end = sample_window(window.cpu(), length, feature_len, n_samples)
-    train_rows = data.ptbxl.split_indices("train")
-    sample = sample.cpu()
-    rows = np.where(sample.numpy() >= 0, train_rows[sample.clamp(min=0).numpy()], -1)
-    paths = data.ptbxl.record_paths
-    ids = data.ptbxl.ecg_ids
-    labels = np.asarray(data.labels)
-    return {
-        "sample": sample,
-        "ecg_id": torch.as_tensor([int(ids[r]) if r >= 0 else -1 for r in rows]),
-        "record": [str(paths[r]) if r >= 0 else "" for r in rows],
-        "labels": [labels[data.ptbxl.y[r] > 0].tolist() if r >= 0 else [] for r in rows],
-        "window": window.cpu(),
-        "start": start,
-        "end": end,
-        "start_s": start.double() / cfg.data.fs,
-        "end_s": end.double() / cfg.data.fs,
-        "similarity": score.detach().cpu().float(),
-    }
-
-
 # ----------------------------------------------------------------------------------- stage chain
 
 
 def _fit_stage(stage: str, cfg: ECGConfig, data: ECGData, net: ProtoECGNet, extra: dict[str, Any],
-               stage_dir: Path, resume: str | os.PathLike | None) -> ProtoECGNet:
+               out: Path, resume: str | os.PathLike | None) -> ProtoECGNet:
     module = ECGModule(net, cfg, stage, data.labels, data.labels_of("train"), extra)
     per_branch = cfg.optim.early_stopping == "per_branch" and stage != "fusion"
     stopper = BranchEarlyStopping(BRANCHES, cfg.train.early_stopping_patience) if per_branch else None
     update: dict[str, Any] = {"max_epochs": module.stage_epochs()}
     if per_branch:
         update["early_stopping_patience"] = None  # the branches stop one by one instead
-    trainer = build_trainer(cfg.train.model_copy(update=update), stage_dir, monitor="val_auroc", mode="max",
-                            extra_callbacks=[stopper] if stopper else [])
+    trainer = build_trainer(cfg.train.model_copy(update=update), out, monitor="val_auroc", mode="max",
+                            extra_callbacks=[stopper] if stopper else [], stage=stage)
     bs, nw = cfg.data.batch_size, cfg.train.num_workers
-    last = stage_dir / "checkpoints" / "last.ckpt"
+    last = checkpoint_path(out, "last", stage)  # an interrupted stage (either layout)
     resume = resume if resume is not None else (last if last.is_file() else None)
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")  # frozen branches, on purpose
-    fit(trainer, module, resume=resume, train_dataloaders=_loader(data.dataset("train"), bs, nw, shuffle=True),
-        val_dataloaders=_loader(data.dataset("val"), bs, nw))
-    best = checkpoint_path(stage_dir, "best")
+    fit(trainer, module, resume=resume, train_dataloaders=loader(data.dataset("train"), bs, nw, shuffle=True),
+        val_dataloaders=loader(data.dataset("val"), bs, nw))
+    best = checkpoint_path(out, "best", stage)
     if stopper is not None:
         stopper.restore(net)
         extra.setdefault("early_stopping", {})[stage] = stopper.summary()
@@ -414,10 +207,10 @@ def _start_point(stages: tuple[str, ...], out: Path, resume: str | os.PathLike |
         return None
     if resume is not None:
         return Path(resume)
-    earlier = [s for s in STAGES[: STAGES.index(stages[0])] if (out / s / "model.ckpt").is_file()]
+    earlier = [m for m in (find_stage_model(out, s) for s in STAGES[: STAGES.index(stages[0])]) if m is not None]
     if not earlier:
         raise MedclError(f"{out}: stage '{stages[0]}' needs an earlier stage's model.ckpt (or --resume CKPT)")
-    return out / earlier[-1] / "model.ckpt"
+    return earlier[-1]
 
 
 def _check_stages(stages: tuple[str, ...]) -> None:
@@ -458,43 +251,6 @@ def training_card(cfg: ECGConfig, data: ECGData, val_probs: np.ndarray, val_y: n
             "n_validation_cases": int(len(val_y)), "date": dt.date.today().isoformat()}
 
 
-def set_thresholds(net: ProtoECGNet, data: ECGData, head: str, batch_size: int) -> list[float]:
-    """Per-class thresholds maximising F1 on the validation fold."""
-    probs, y = predict_split(net, data, "val", head, batch_size)
-    return best_f1_thresholds(y, probs).tolist()
-
-
-@torch.no_grad()
-def predict_split(net: ProtoECGNet, data: ECGData, split: str, head: str, batch_size: int,
-                  with_branches: bool = False, branch_source: str = "head"):
-    """Probabilities ``(N, num_labels)`` of a split (and, optionally, per branch) plus labels.
-
-    ``branch_source``: ``"head"`` (the branch classifiers) or ``"contribution"``
-    (:func:`branch_contributions` of the fusion layer).
-    """
-    device = next(net.parameters()).device
-    net.eval()
-    heads, branches = [], []
-    per_branch = branch_contributions if branch_source == "contribution" else branch_probabilities
-    for x, _ in _loader(data.dataset(split), batch_size, 0):
-        out = net(x.to(device))
-        # float64: sigmoid of float32 logits beyond about +-100 collapses to 0 or 1 and ties the ranks
-        heads.append(head_probabilities(net, out, head).double().cpu())
-        branches.append(per_branch(net, out).cpu())
-    y = data.labels_of(split)
-    probs = torch.cat(heads).numpy() if heads else np.zeros((0, len(data.labels)))
-    if with_branches:
-        return probs, (torch.cat(branches).numpy() if branches else probs), y
-    return probs, y
-
-
-def _device() -> torch.device:
-    """This process's device: ``cuda:LOCAL_RANK`` when CUDA is present, else CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
-
-
 def _is_main() -> bool:
     from medcl.engine.distributed import rank
 
@@ -510,7 +266,7 @@ def run_stages(cfg: ECGConfig, out_dir: str | os.PathLike, stages: tuple[str, ..
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
-    data = load_data(cfg)
+    data = load_data(cfg, workers=cfg.train.num_workers or None)
     _warn_empty_classes(data)
     net = build_net(cfg, data.groups, len(data.labels))
     if cfg.model.init_2d and stages[0] == "joint":
@@ -521,22 +277,22 @@ def run_stages(cfg: ECGConfig, out_dir: str | os.PathLike, stages: tuple[str, ..
         net, _, _, extra = load_model(start)
         resume = None
     for i, stage in enumerate(stages):
-        final = out / stage / "model.ckpt"
-        if final.is_file():
-            net, _, _, extra = load_model(final)
-            log.info("stage %s: already done (%s)", stage, final)
+        done = find_stage_model(out, stage)
+        if done is not None:
+            net, _, _, extra = load_model(done)
+            log.info("stage %s: already done (%s)", stage, done)
             continue
         if stage == "project":
-            extra["projection"] = project_prototypes(net.to(_device()), data, cfg)
+            extra["projection"] = project_prototypes(net.to(pick_device()), data, cfg)
         else:
-            net = _fit_stage(stage, cfg, data, net, extra, out / stage, resume if i == 0 else None)
+            net = _fit_stage(stage, cfg, data, net, extra, out, resume if i == 0 else None)
             extra["head"] = "fusion" if stage == "fusion" else ("branches" if stage == "classifier" else extra["head"])
         extra["stages"] = [*extra.get("stages", []), stage]
         if _is_main():
-            save_model(final, net, cfg, data.labels, extra)
-    probs, y = predict_split(net.to(_device()), data, "val", extra["head"], cfg.data.batch_size)
+            save_model(model_file(out, stage), net, cfg, data.labels, extra)
+    probs, y = predict_split(net.to(pick_device()), data, "val", extra["head"], cfg.data.batch_size)
     extra["thresholds"] = best_f1_thresholds(y, probs).tolist()
     extra["model_card"] = training_card(cfg, data, probs, y)
     if _is_main():
-        save_model(out / "model.ckpt", net, cfg, data.labels, extra)
-    return out / "model.ckpt"
+        save_model(model_file(out), net, cfg, data.labels, extra)
+    return model_file(out)

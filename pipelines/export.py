@@ -54,6 +54,7 @@ def export(checkpoint: str | os.PathLike, fmt: str, out_dir: str | os.PathLike, 
 
 def _ecg_onnx(ckpt: CheckpointData, out: Path, exporter: str) -> Path:
     from medcl.export.onnx import ECGOutputsModel, export_onnx
+    from medcl.pipelines.ecg_model import load_model
     from medcl.pipelines.ecg_predict import (
         CONTRIBUTIONS_NPY,
         PROTOTYPES_JSON,
@@ -61,11 +62,11 @@ def _ecg_onnx(ckpt: CheckpointData, out: Path, exporter: str) -> Path:
         contribution_weights,
         prototype_table,
     )
-    from medcl.pipelines.ecg_train import load_model
 
-    net, cfg, labels, extra = load_model(ckpt.path)
-    head = extra.get("head", "branches")
-    n_samples = cfg.data.n_samples or 10 * cfg.data.fs
+    model = load_model(ckpt.path)
+    net, cfg, labels, extra = model
+    head = model.head
+    n_samples = cfg.data.length
     card: dict[str, Any] = {
         **model_card(ckpt), "head": head, "labels": labels, "label_branches": branch_of(net, len(labels)),
         "preprocessing": {"fs": cfg.data.fs, "n_samples": n_samples, "highpass_hz": cfg.data.highpass,

@@ -265,7 +265,7 @@ def fit_records(
     load: bool = True,
 ) -> Path:
     """Train on MONAI data dicts (``image`` = path, or a channel-first array when ``load=False``)."""
-    from medcl.engine import build_trainer, checkpoint_path, fit, seed_everything
+    from medcl.engine import build_trainer, checkpoint_path, fit, publish_model, seed_everything
     from medcl.utils import write_text
 
     out = Path(out_dir)
@@ -281,11 +281,11 @@ def fit_records(
             load_imagenet_resnet(encoder, cfg.model.init)
     trainer = build_trainer(cfg.train, out, use_distributed_sampler=False)
     fit(trainer, module, resume=resume, train_dataloaders=loader)
-    return checkpoint_path(out, "last")
+    return publish_model(checkpoint_path(out, "last"), out)
 
 
 def train(cfg: SepCLRConfig, out_dir: str | os.PathLike, resume: str | os.PathLike | None = None) -> Path:
-    """Validate the manifest, train through the shared engine, return the last checkpoint path.
+    """Validate the manifest, train through the shared engine, return ``<out>/model.ckpt`` (the last epoch's).
 
     Rows whose ``split`` is ``test`` are held out (kept for probing).
     """

@@ -3,9 +3,9 @@
 Stage 1 trains each path with Dice + CE on its own class set plus the auxiliary gland target;
 stage 2 fine-tunes from the best stage-1 weights adding the ramped consistency between the paths
 on their shared classes, with unlabeled scans (datalist list ``unlabeled``) taking part (design
-section 2; consistency ramp of Laine & Aila 2017). Each stage is one Lightning run in
-``out_dir/stage{1,2}`` whose ``best.ckpt`` is chosen by the mean validation Dice over the annotated
-zones. Python API: :class:`ZonesConfig`, :func:`train`.
+section 2; consistency ramp of Laine & Aila 2017). Each stage is one Lightning run with
+``out_dir/checkpoints/stage{1,2}/`` whose ``best.ckpt`` is chosen by the mean validation Dice over the annotated
+zones; the final stage's lands in ``out_dir/model.ckpt``. Python API: :class:`ZonesConfig`, :func:`train`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from monai.metrics import compute_dice
 from monai.networks.utils import one_hot
 from pydantic import Field, model_validator
 
-from medcl.config import MedclModel, TrainConfig, dump_config
+from medcl.config import MedclModel, TrainConfig, dump_config, section_from_dataclass
 from medcl.data.zones_labels import LABEL_MAP, NUM_ZONES, ZONE_NAMES, annotated_mask, observed_prediction
 from medcl.engine import MedclModule
 from medcl.errors import MedclError
@@ -72,25 +72,10 @@ class ZonesAugmentConfig(MedclModel):
     intensity: bool = True
 
 
-class ZonesModelConfig(MedclModel):
-    """Network settings (see :class:`medcl.nets.dualpath.ZonesNetSpec`)."""
-
-    arch: Literal["dualpath", "baseline"] = "dualpath"
-    in_channels: int = Field(1, ge=1)
-    filters: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
-    kernel_sizes: list[list[int]] = Field(
-        default_factory=lambda: [[3, 3, 1], [3, 3, 1], [3, 3, 3], [3, 3, 3]]
-    )
-    strides: list[list[int]] = Field(default_factory=lambda: [[1, 1, 1], [2, 2, 1], [2, 2, 1], [2, 2, 2]])
-    aux: Literal["mask", "sdm", "none"] = "mask"
-    uncertainty: Literal["disagreement", "entropy"] = "disagreement"
-    dropout: float = Field(0.0, ge=0, lt=1)
-    res_block: bool = False
-
-    @model_validator(mode="after")
-    def _check_levels(self) -> ZonesModelConfig:
-        ZonesNetSpec(**self.model_dump())  # same checks as the network (one entry per level)
-        return self
+ZonesModelConfig = section_from_dataclass(
+    ZonesNetSpec, "ZonesModelConfig", "Network settings (fields and checks of :class:`medcl.nets.dualpath.ZonesNetSpec`).",
+    __name__,
+)
 
 
 class ZonesLossConfig(MedclModel):
@@ -119,7 +104,7 @@ class ZonesStage2Config(MedclModel):
         True, description="Add the datalist's 'unlabeled' scans to the consistency term."
     )
     init_checkpoint: str | None = Field(
-        None, description="Stage-1 checkpoint (default: out_dir/stage1 best)."
+        None, description="Stage-1 checkpoint (default: out_dir/checkpoints/stage1 best)."
     )
 
 
@@ -421,7 +406,7 @@ def _stages(cfg: ZonesConfig, stage: Stage, resume: str | os.PathLike | None) ->
 def _init_from_stage1(module: ZonesModule, cfg: ZonesConfig, out: Path) -> None:
     from medcl.engine import checkpoint_path, load_model_checkpoint, load_state_into
 
-    path = Path(cfg.stage2.init_checkpoint) if cfg.stage2.init_checkpoint else checkpoint_path(out / "stage1")
+    path = Path(cfg.stage2.init_checkpoint) if cfg.stage2.init_checkpoint else checkpoint_path(out, "best", "stage1")
     if not path.is_file():
         raise MedclError(f"stage2.init_checkpoint: {path} not found; run stage 1 first or set it")
     load_state_into(module.net, load_model_checkpoint(path, "zones"))
@@ -430,7 +415,6 @@ def _init_from_stage1(module: ZonesModule, cfg: ZonesConfig, out: Path) -> None:
 def _run_stage(cfg: ZonesConfig, datalist: Path, out: Path, stage: int, resume: Any) -> Path:
     from medcl.engine import build_trainer, checkpoint_path, fit
 
-    stage_dir = out / f"stage{stage}"
     module = ZonesModule(cfg, stage)
     if stage == 2:
         _init_from_stage1(module, cfg, out)
@@ -442,9 +426,9 @@ def _run_stage(cfg: ZonesConfig, datalist: Path, out: Path, stage: int, resume: 
     loaders = build_loaders(cfg, datalist, stage, out / "cache")
     module.medcl_extra["model_card"] = training_card(cfg, datalist)
     monitor = "val/dice_mean" if loaders["val"] is not None else None
-    trainer = build_trainer(train_cfg, stage_dir, monitor=monitor, mode="max")
+    trainer = build_trainer(train_cfg, out, monitor=monitor, mode="max", stage=f"stage{stage}")
     fit(trainer, module, resume=resume, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
-    return checkpoint_path(stage_dir, "best")
+    return checkpoint_path(out, "best", f"stage{stage}")
 
 
 def train(
@@ -453,15 +437,15 @@ def train(
     resume: str | os.PathLike | None = None,
     stage: Stage = "both",
 ) -> Path:
-    """Train the zones network; return the final stage's best (else last) checkpoint.
+    """Train the zones network; return ``<out>/model.ckpt`` (the final stage's best, else last, epoch).
 
     Args:
         cfg: resolved config.
-        out_dir: run folder (``config.yaml``, ``stage1/``, ``stage2/``, phantoms, caches).
+        out_dir: run folder (``config.yaml``, ``model.ckpt``, ``checkpoints/stage{1,2}/``, logs, phantoms, caches).
         resume: a ``last.ckpt`` of an interrupted stage; its stage is read from the checkpoint.
         stage: ``"1"``, ``"2"`` (from the stage-1 best or ``stage2.init_checkpoint``) or ``"both"``.
     """
-    from medcl.engine import seed_everything
+    from medcl.engine import publish_model, seed_everything
     from medcl.utils import write_text
 
     out = Path(out_dir)
@@ -473,4 +457,4 @@ def train(
     for i, s in enumerate(stages):
         seed_everything(cfg.train.seed + s, cfg.train.deterministic)
         checkpoint = _run_stage(cfg, datalist, out, s, resume if i == 0 else None)
-    return checkpoint
+    return publish_model(checkpoint, out)

@@ -8,20 +8,14 @@ process's peak resident memory.
 
 from __future__ import annotations
 
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from medcl.engine.profiling import peak_rss_mb
+
 __all__ = ["bench_training_throughput"]
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def _steps(module: Any, loader: Any, optimizer: Any, n_steps: int, device: Any) -> int:
@@ -102,7 +96,7 @@ def bench_training_throughput(
     return {
         "patches_per_s": round(patches / elapsed, 3),
         "s_per_step": round(elapsed / n_steps, 4),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": peak_rss_mb(),
         "n_steps": n_steps,
         "patch_size": list(patch_size),
         "filters": list(filters),

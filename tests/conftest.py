@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,48 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread per test (the networks here are tiny; two threads only add overhead on the
+    2-core test machine). A test that wants more sets them itself; torch is not imported for it."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def write_random_checkpoint(path: Path, arch: str) -> Path:
+    """A medcl zones checkpoint of a tiny ``arch`` network with seeded random weights."""
+    import torch
+
+    from medcl.data.zones_labels import LABEL_MAP
+    from medcl.nets.dualpath import build_zones_net
+
+    torch.manual_seed(0)
+    model = {"arch": arch, "filters": [4, 8, 8, 8]}
+    net = build_zones_net(model)
+    payload = {
+        "family": "zones",
+        "config": {"model": model},
+        "label_map": LABEL_MAP,
+        "state_dict": net.state_dict(),
+        "versions": {},
+        "extra": {},
+    }
+    torch.save({"medcl": payload}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_zones_checkpoint():
+    """``random_zones_checkpoint(path, arch)`` writes a tiny random-weight zones checkpoint."""
+    return write_random_checkpoint
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -29,7 +29,7 @@ def test_wheel_contents(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "medcl/pipelines/__init__.py" in names
     assert "medcl/pipelines/bench/__init__.py" in names
-    assert "medcl/cli.py" in names and "medcl/commands/config.py" in names
+    assert "medcl/cli/__init__.py" in names and "medcl/cli/__main__.py" in names and "medcl/cli/config.py" in names
     assert not any(n.startswith("pipelines/") for n in names), "pipelines must not be a top-level package"
     assert any(n.startswith("medcl/resources/") and n.endswith(".csv") for n in names)
     assert any(n.startswith("medcl/explain/templates/") for n in names)

@@ -30,11 +30,11 @@ import numpy as np
 
 from medcl.errors import MedclError
 from medcl.io.ecg import LEADS, record_name
+from medcl.io.ecg_formats import WFDB_SUFFIXES
 
 CACHE_VERSION = 1
 MIN_RECORDS_PER_WORKER = 250
 """A spawned worker costs ~1-3 s of imports; below this many records per worker, use fewer."""
-_DATA_SUFFIXES = (".hea", ".dat", ".mat", ".xyz")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def _dir_stats(folder: str) -> dict[str, tuple[int, int]]:
         entries = list(os.scandir(folder))
     except FileNotFoundError:
         return {}
-    stats = {e.name: e.stat() for e in entries if os.path.splitext(e.name)[1] in _DATA_SUFFIXES}
+    stats = {e.name: e.stat() for e in entries if os.path.splitext(e.name)[1] in WFDB_SUFFIXES}
     return {name: (st.st_size, st.st_mtime_ns) for name, st in stats.items()}
 
 
@@ -77,7 +77,7 @@ def cache_key(records: Sequence[str | Path], params: DecodeParams) -> str:
         stats = folders.get(folder)
         if stats is None:
             stats = folders[folder] = _dir_stats(folder)
-        entries.append([base, [stats.get(name + s) for s in _DATA_SUFFIXES]])
+        entries.append([base, [stats.get(name + s) for s in WFDB_SUFFIXES]])
     payload = json.dumps([CACHE_VERSION, asdict(params), entries])
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 

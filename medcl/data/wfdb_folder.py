@@ -16,7 +16,16 @@ import torch
 from torch.utils.data import Dataset
 
 from medcl.data.ecg_cache import DecodeParams, ECGCache, build_cache
+from medcl.data.ptbxl_statements import label_names as ptbxl_labels
 from medcl.errors import MedclError
+
+RECORD_SECONDS = 10
+"""Default record length in seconds (PTB-XL's 10 s) when no sample count is given."""
+
+
+def record_length(fs: int, n_samples: int | None = None) -> int:
+    """Samples per record: ``n_samples``, else :data:`RECORD_SECONDS` at ``fs``."""
+    return n_samples or RECORD_SECONDS * fs
 
 
 class ECGArrayDataset(Dataset):
@@ -148,15 +157,13 @@ class WFDBFolder(CachedECGSet):
         self.root = Path(root)
         if not self.root.is_dir():
             raise MedclError(f"{root}: not a folder")
-        self.params = DecodeParams(fs=fs, n_samples=n_samples or 10 * fs, highpass=highpass)
+        self.params = DecodeParams(fs=fs, n_samples=record_length(fs, n_samples), highpass=highpass)
         self.cache_dir, self.workers = cache_dir, workers
         self.cache_name = f"wfdb-{self.root.name}-{fs}hz"
         if labels_csv is not None:
             names, self.labels, self.y = _read_label_csv(Path(labels_csv))
             self.record_paths = [self.root / n for n in names]
         else:
-            from medcl.data.ptbxl import label_names as ptbxl_labels
-
             self.record_paths = [p.with_suffix("") for p in sorted(self.root.rglob("*.hea"))]
             if not self.record_paths:
                 raise MedclError(f"{root}: no WFDB headers (*.hea) found")

@@ -19,7 +19,14 @@ _EXPORTS = {
     "autocast_dtype": "medcl.engine.device",
     "seed_everything": "medcl.engine.seed",
     "build_trainer": "medcl.engine.trainer",
-    "checkpoint_path": "medcl.engine.trainer",
+    "checkpoint_dir": "medcl.engine.checkpoint",
+    "checkpoint_path": "medcl.engine.checkpoint",
+    "find_model": "medcl.engine.checkpoint",
+    "find_stage_model": "medcl.engine.checkpoint",
+    "model_file": "medcl.engine.checkpoint",
+    "model_payload": "medcl.engine.checkpoint",
+    "publish_model": "medcl.engine.checkpoint",
+    "save_model_file": "medcl.engine.checkpoint",
     "fit": "medcl.engine.trainer",
 }
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from medcl.errors import MedclError
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``"auto"`` -> the first CUDA device when present, else CPU; otherwise ``torch.device(name)``."""
+    """``"auto"`` -> this process's CUDA device (``cuda:LOCAL_RANK``, 0 outside torchrun) when present,
+    else CPU; otherwise ``torch.device(name)``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:

@@ -7,7 +7,7 @@ from typing import Any
 import lightning as L
 from torch import nn
 
-from medcl.engine.checkpoint import versions
+from medcl.engine.checkpoint import model_payload
 from medcl.errors import MedclError
 
 
@@ -35,16 +35,10 @@ class MedclModule(L.LightningModule):
         self.medcl_extra: dict[str, Any] = {}
 
     def medcl_payload(self) -> dict[str, Any]:
+        """This module's ``"medcl"`` checkpoint entry (:func:`medcl.engine.checkpoint.model_payload`)."""
         if not self.family:
             raise RuntimeError(f"{type(self).__name__} must set the class attribute 'family'")
-        return {
-            "family": self.family,
-            "config": self.medcl_config,
-            "label_map": self.label_map,
-            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            "versions": versions(),
-            "extra": self.medcl_extra,
-        }
+        return model_payload(self.family, self.net, self.medcl_config, self.label_map, self.medcl_extra)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["medcl"] = self.medcl_payload()

@@ -21,16 +21,17 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from medcl.config import TrainConfig
 from medcl.engine.callbacks import PlainProgress, RNGStateCallback
+from medcl.engine.checkpoint import checkpoint_dir
 from medcl.engine.device import default_precision
 
 
-def _loggers(cfg: TrainConfig, out_dir: Path) -> list[Any]:
+def _loggers(cfg: TrainConfig, out_dir: Path, stage: str | None = None) -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger
 
     loggers: list[Any] = []
     for name in cfg.loggers:
         if name == "csv":
-            loggers.append(CSVLogger(out_dir, name="logs"))
+            loggers.append(CSVLogger(out_dir / "logs", name=stage) if stage else CSVLogger(out_dir, name="logs"))
         elif name == "tensorboard":
             if importlib.util.find_spec("tensorboard") is None:
                 warnings.warn("tensorboard is not installed; skipping that logger", stacklevel=2)
@@ -68,21 +69,24 @@ def build_trainer(
     monitor: str | None = None,
     mode: str = "max",
     extra_callbacks: Sequence[L.Callback] = (),
+    stage: str | None = None,
     **overrides: Any,
 ) -> L.Trainer:
     """Build the Lightning trainer every medcl pipeline trains with.
 
     Args:
         cfg: engine settings.
-        out_dir: run folder; checkpoints go to ``out_dir/checkpoints/{last,best}.ckpt``.
+        out_dir: run folder; checkpoints go to :func:`~medcl.engine.checkpoint.checkpoint_dir`
+            (``out_dir/checkpoints[/<stage>]/{last,best}.ckpt``), logs to ``out_dir/logs[/<stage>]``.
         monitor: logged metric that selects ``best.ckpt`` and drives early stopping.
         mode: ``"max"`` or ``"min"`` for ``monitor``.
         extra_callbacks: family callbacks.
+        stage: the stage of a multi-stage chain this trainer runs (its own checkpoint and log folders).
         overrides: any other ``lightning.Trainer`` keyword (e.g. ``limit_val_batches``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = out / "checkpoints"
+    ckpt_dir = checkpoint_dir(out, stage)
     callbacks: list[L.Callback] = [RNGStateCallback()]
     callbacks.append(
         ModelCheckpoint(
@@ -127,7 +131,7 @@ def build_trainer(
         accumulate_grad_batches=cfg.accumulate_grad_batches,
         check_val_every_n_epoch=cfg.check_val_every_n_epoch,
         log_every_n_steps=cfg.log_every_n_steps,
-        logger=_loggers(cfg, out) or False,
+        logger=_loggers(cfg, out, stage) or False,
         callbacks=callbacks,
         enable_progress_bar=show_bar,
         enable_model_summary=False,
@@ -150,12 +154,3 @@ def fit(trainer: L.Trainer, module: L.LightningModule, *, resume: str | os.PathL
 
         check_resume_checkpoint(resume)  # refused here, never by Lightning's advice to disable the protection
     trainer.fit(module, ckpt_path=str(resume) if resume is not None else None, weights_only=True, **data)
-
-
-def checkpoint_path(out_dir: str | os.PathLike, which: str = "best") -> Path:
-    """``best.ckpt`` when it exists (validation ran), else ``last.ckpt``."""
-    ckpt_dir = Path(out_dir) / "checkpoints"
-    best = ckpt_dir / "best.ckpt"
-    if which == "best" and best.is_file():
-        return best
-    return ckpt_dir / "last.ckpt"

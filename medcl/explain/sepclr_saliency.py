@@ -18,7 +18,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Invertd, MapTransform
 
-from medcl.transforms.geometry import MedclCompose
+from medcl.transforms.geometry import MedclCompose, surface_medcl_errors
 
 __all__ = ["explain_image", "salient_attribution"]
 
@@ -66,8 +66,6 @@ def explain_image(
         preprocess: the invertible preprocessing chain used in training (without augmentation).
         n_steps: Integrated-Gradients steps.
     """
-    from medcl.transforms.sepclr import surface_medcl_errors
-
     pre = MedclCompose(list(preprocess))
     with surface_medcl_errors():
         data = MedclCompose(list(load))({"image": str(image)})

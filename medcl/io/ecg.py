@@ -35,13 +35,13 @@ from typing import Any, Literal
 import numpy as np
 
 from medcl.errors import MedclError
+from medcl.io.ecg_formats import WFDB_SUFFIXES
 
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 """The standard 12 leads in the order every medcl ECG array uses."""
 
 _LEAD_INDEX = {name.lower(): i for i, name in enumerate(LEADS)}
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
-_WFDB_SUFFIXES = {".hea", ".mat", ".dat", ".xyz"}
 
 Crop = Literal["start", "center"]
 
@@ -90,7 +90,7 @@ def record_name(path: str | os.PathLike) -> str:
     """The WFDB record path of ``path`` as a string (``x.hea``, ``x.mat``, ``x.dat`` or ``x`` -> ``x``)."""
     text = os.fspath(path)
     stem, ext = os.path.splitext(text)
-    return stem if ext.lower() in _WFDB_SUFFIXES else text
+    return stem if ext.lower() in WFDB_SUFFIXES else text
 
 
 def record_base(path: str | os.PathLike) -> Path:
@@ -365,8 +365,25 @@ def read_ecg(
         MedclError: missing/corrupt/unrecognised files, missing or repeated leads, unknown units,
             NaNs, too-short records, a sampling rate that is not positive or is below ``fs``.
     """
+    view = {"fs": fs, "n_samples": n_samples, "highpass": highpass, "crop": crop, "min_fraction": min_fraction,
+            "upsample": upsample}
+    return read_ecg_views(path, [view], source_fs, source_leads)[0]
+
+
+def read_ecg_views(
+    path: str | Path, views: Sequence[dict[str, Any]], source_fs: float | None = None,
+    source_leads: Sequence[str] | None = None,
+) -> list[ECGRecord]:
+    """Read the file once and preprocess it once per view (the keyword arguments of :func:`read_ecg`:
+    ``fs``, ``n_samples``, ``highpass``, ``crop``, ``min_fraction``), e.g. as shown and as a model reads it."""
     raw, base = read_raw_ecg(path, source_fs, source_leads)
     mv, derived = standard_leads(raw.leads, raw.signal, base)
+    return [_view(raw, base, mv, derived, **view) for view in views]
+
+
+def _view(raw: Any, base: Path, mv: np.ndarray, derived: list[str], fs: float | None = 100,
+          n_samples: int | None = None, highpass: float | None = 0.5, crop: Crop = "start",
+          min_fraction: float = 0.9, upsample: bool = False) -> ECGRecord:
     fs = raw.fs if fs is None else float(fs)
     if not upsample and raw.fs < fs * (1 - 1e-6):
         raise MedclError(f"{base}: sampled at {raw.fs:g} Hz, below the {fs:g} Hz needed (upsampling cannot "
@@ -385,7 +402,7 @@ def read_ecg(
         source_fs=raw.fs,
         source_n_samples=int(raw.signal.shape[-1]),
         format=raw.format,
-        derived_leads=derived,
+        derived_leads=list(derived),
     )
 
 

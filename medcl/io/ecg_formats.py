@@ -42,7 +42,8 @@ FOLDER_SUFFIXES = (".h5", ".hdf5", ".dcm", ".xml", ".npy")
 """Suffixes a folder is searched for besides ``*.hea`` (CSV files only when named explicitly, since
 folders often hold metadata tables)."""
 
-_WFDB = {".hea", ".mat", ".dat", ".xyz"}
+WFDB_SUFFIXES = (".hea", ".dat", ".mat", ".xyz")
+"""File suffixes of a WFDB record (header, signal files); the one list every reader and cache uses."""
 _XML_ROOTS = {"annotatedecg": "hl7-aecg", "restingecg": "ge-muse", "restingecgdata": "philips"}
 
 
@@ -97,7 +98,7 @@ def detect_format(path: str | os.PathLike) -> str:
     """
     p = Path(path)
     suffix = p.suffix.lower()
-    if suffix in _WFDB or (not p.exists() and suffix not in FILE_SUFFIXES):
+    if suffix in WFDB_SUFFIXES or (not p.exists() and suffix not in FILE_SUFFIXES):
         return "wfdb"  # a record name: the WFDB reader reports a missing header
     if not p.is_file():
         raise MedclError(f"{p}: file not found")

@@ -182,36 +182,44 @@ class MaskedL1Loss(_Loss):
 
 
 class PrototypeLoss(_Loss):
-    """Joint-stage loss of one branch: BCE + clustering + separation + diversity + contrastive.
+    """Joint-stage loss of one branch: BCE + clustering + separation + diversity + contrastive + sparsity.
 
     Defaults are the paper's weights (clustering 0.004, separation 0.0004, diversity 250,
-    contrastive 300; sparsity 0 as in the paper).
+    contrastive 300; sparsity 0 as in the paper). Every argument is a keyword.
 
     Args:
         pos_weight: ``(C,)`` BCE positive weights (:func:`positive_weights`) or None.
         cooccurrence: ``(C, C)`` Jaccard matrix (:func:`jaccard_matrix`) or None (no contrastive term).
-        separation: separation mode (see :class:`SeparationLoss`).
+        clustering_weight, separation_weight, diversity_weight, contrastive_weight, sparsity_weight:
+            the weight of each term in the sum.
+        separation_mode: how the separation term picks foreign prototypes (see :class:`SeparationLoss`).
 
-    ``forward`` returns a dict of the weighted-sum ``"loss"`` and each unweighted term.
+    ``forward`` returns a dict of the weighted-sum ``"loss"`` and each unweighted term, under
+    :data:`TERMS` names (``"bce"``, ``"clustering"``, ``"separation"``, ``"diversity"``,
+    ``"sparsity"`` and, with a co-occurrence matrix, ``"contrastive"``).
     """
+
+    TERMS = ("bce", "clustering", "separation", "diversity", "sparsity", "contrastive")
 
     def __init__(
         self,
+        *,
         pos_weight: torch.Tensor | None = None,
         cooccurrence: torch.Tensor | None = None,
-        clustering: float = 0.004,
+        clustering_weight: float = 0.004,
         separation_weight: float = 0.0004,
-        diversity: float = 250.0,
-        contrastive: float = 300.0,
-        sparsity: float = 0.0,
-        separation: Literal["reference", "protopnet"] = "reference",
+        diversity_weight: float = 250.0,
+        contrastive_weight: float = 300.0,
+        sparsity_weight: float = 0.0,
+        separation_mode: Literal["reference", "protopnet"] = "reference",
     ) -> None:
         super().__init__()
         self.register_buffer("pos_weight", None if pos_weight is None else pos_weight.float())
-        self.weights = {"clst": clustering, "sep": separation_weight, "div": diversity,
-                        "cnrst": contrastive, "spars": sparsity}
+        self.weights = {"clustering": clustering_weight, "separation": separation_weight,
+                        "diversity": diversity_weight, "contrastive": contrastive_weight,
+                        "sparsity": sparsity_weight}
         self.cluster = ClusterLoss()
-        self.separate = SeparationLoss(separation)
+        self.separate = SeparationLoss(separation_mode)
         self.diversity = DiversityLoss()
         self.contrastive = None if cooccurrence is None else CooccurrenceContrastiveLoss(cooccurrence)
 
@@ -229,12 +237,12 @@ class PrototypeLoss(_Loss):
         pw = None if self.pos_weight is None else self.pos_weight.to(logits.dtype)
         terms = {
             "bce": F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pw),
-            "clst": self.cluster(sims, targets, identity),
-            "sep": self.separate(sims, targets, identity),
-            "div": self.diversity(prototypes),
-            "spars": sims.clamp(min=0).sum(dim=1).mean(),
+            "clustering": self.cluster(sims, targets, identity),
+            "separation": self.separate(sims, targets, identity),
+            "diversity": self.diversity(prototypes),
+            "sparsity": sims.clamp(min=0).sum(dim=1).mean(),
         }
         if self.contrastive is not None:
-            terms["cnrst"] = self.contrastive(prototypes, identity)
+            terms["contrastive"] = self.contrastive(prototypes, identity)
         loss = terms["bce"] + sum(self.weights[k] * v for k, v in terms.items() if k != "bce")
         return {"loss": loss, **terms}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args, get_type_hints
 
 import torch
 from monai.networks.nets import DynUNet
@@ -30,7 +30,8 @@ _B_BG, _B_TZ, _B_DPU, _B_AFS = range(4)
 
 @dataclass
 class ZonesNetSpec:
-    """Architecture settings shared by the dual-path net and the baseline.
+    """Architecture settings shared by the dual-path net and the baseline: the one definition of these
+    fields, their defaults and checks (the ``model:`` section of the zones config is derived from it).
 
     Attributes:
         arch: ``"dualpath"`` or ``"baseline"`` (single 5-class U-Net).
@@ -47,15 +48,15 @@ class ZonesNetSpec:
         res_block: residual blocks instead of plain double convolutions.
     """
 
-    arch: str = "dualpath"
+    arch: Literal["dualpath", "baseline"] = "dualpath"
     in_channels: int = 1
     filters: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     kernel_sizes: list[list[int]] = field(
         default_factory=lambda: [[3, 3, 1], [3, 3, 1], [3, 3, 3], [3, 3, 3]]
     )
     strides: list[list[int]] = field(default_factory=lambda: [[1, 1, 1], [2, 2, 1], [2, 2, 1], [2, 2, 2]])
-    aux: str = "mask"
-    uncertainty: str = "disagreement"
+    aux: Literal["mask", "sdm", "none"] = "mask"
+    uncertainty: Literal["disagreement", "entropy"] = "disagreement"
     dropout: float = 0.0
     res_block: bool = False
 
@@ -66,9 +67,13 @@ class ZonesNetSpec:
                 f"model: filters, kernel_sizes and strides need one entry per level; got "
                 f"{n}, {len(self.kernel_sizes)}, {len(self.strides)}"
             )
-        _check_choice("model.arch", self.arch, ("dualpath", "baseline"))
-        _check_choice("model.aux", self.aux, ("mask", "sdm", "none"))
-        _check_choice("model.uncertainty", self.uncertainty, ("disagreement", "entropy"))
+        hints = get_type_hints(ZonesNetSpec)
+        for name in ("arch", "aux", "uncertainty"):
+            _check_choice(f"model.{name}", getattr(self, name), get_args(hints[name]))
+        if self.in_channels < 1:
+            raise MedclError(f"model.in_channels: must be at least 1, got {self.in_channels}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise MedclError(f"model.dropout: must be in [0, 1), got {self.dropout}")
 
     @property
     def divisor(self) -> list[int]:

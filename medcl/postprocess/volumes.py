@@ -6,7 +6,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-ZONE_NAMES: dict[int, str] = {1: "PZ", 2: "TZ", 3: "DPU", 4: "AFS"}
+from medcl.data.zones_labels import ZONE_NAMES as _LABEL_NAMES
+
+# Label value -> name of the four zones (background left out), from the one list in medcl.data.zones_labels.
+ZONE_NAMES: dict[int, str] = {value: name for value, name in enumerate(_LABEL_NAMES) if value > 0}
 
 
 def voxel_volume_ml(affine: np.ndarray) -> float:

@@ -10,7 +10,8 @@ T2-weighted MRI", ISBI).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from monai.transforms import (
@@ -34,6 +35,7 @@ __all__ = [
     "invert_to_input",
     "load_canonical",
     "percentile_scale",
+    "surface_medcl_errors",
     "unwrap_medcl_error",
 ]
 
@@ -53,19 +55,27 @@ def unwrap_medcl_error(error: BaseException) -> BaseException:
     return error
 
 
+@contextlib.contextmanager
+def surface_medcl_errors() -> Iterator[None]:
+    """MONAI wraps transform errors in ``RuntimeError``; re-raise a :class:`MedclError` cause as itself."""
+    try:
+        yield
+    except RuntimeError as exc:
+        cause = unwrap_medcl_error(exc)
+        if cause is exc:
+            raise
+        raise cause from None
+
+
 class MedclCompose(Compose):
-    """``Compose`` that re-raises a user error from inside the chain as the one-line :class:`MedclError`."""
+    """``Compose`` that re-raises a user error from inside the chain as the one-line :class:`MedclError`
+    (:func:`surface_medcl_errors` around the chain)."""
 
     def __call__(
         self, input_: Any, start: int = 0, end: int | None = None, threading: bool = False, lazy: bool | None = None
     ) -> Any:
-        try:
+        with surface_medcl_errors():
             return super().__call__(input_, start=start, end=end, threading=threading, lazy=lazy)
-        except RuntimeError as err:
-            inner = unwrap_medcl_error(err)
-            if inner is err:
-                raise
-            raise inner from None
 
 
 def canonical_transforms(

@@ -7,8 +7,7 @@ of each sample are made from whole batches on the training device by
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from monai.transforms import (
@@ -23,7 +22,7 @@ from monai.transforms import (
     Spacingd,
 )
 
-from medcl.transforms.geometry import MedclCompose, unwrap_medcl_error
+from medcl.transforms.geometry import MedclCompose, surface_medcl_errors
 
 __all__ = [
     "MatchChannelsd",
@@ -122,15 +121,3 @@ def build_transforms(
     head = load_transforms(len(spatial_size), channels=channels) if load else []
     tail = [EnsureTyped("image", dtype=torch.float32, track_meta=False)] if augment else []  # plain tensors to train
     return MedclCompose(head + preprocess_transforms(spatial_size, pixdim, intensity=intensity) + tail)
-
-
-@contextlib.contextmanager
-def surface_medcl_errors() -> Iterator[None]:
-    """MONAI wraps transform errors in ``RuntimeError``; re-raise a :class:`MedclError` cause as itself."""
-    try:
-        yield
-    except RuntimeError as exc:
-        cause = unwrap_medcl_error(exc)
-        if cause is exc:
-            raise
-        raise cause from None

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from medcl.engine.profiling import peak_rss_mb
 
 MIN_SPEEDUP = 20.0
 
@@ -33,12 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", default=None, help="folder for the synthetic data and cache (default: temp)")
     parser.add_argument("--quick", action="store_true", help="200 records, 100 timed reads")
     parser.add_argument("--skip-image", action="store_true", help="do not run the image I/O benchmark")
-
-
-def _peak_rss_mb() -> float:
-    """Peak RSS of this process (decoding workers are separate processes and not included)."""
-    scale = 1 / (1024 * 1024) if sys.platform == "darwin" else 1 / 1024
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 1)
 
 
 def _timed(fn) -> tuple[float, Any]:
@@ -133,5 +127,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"ecg": ecg}
     if not args.skip_image:
         result["image"] = _image_io()
-    result["peak_rss_mb"] = _peak_rss_mb()
+    result["peak_rss_mb"] = peak_rss_mb()  # decoding workers are separate processes, not included
     return result

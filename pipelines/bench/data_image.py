@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from medcl.engine.profiling import peak_rss_mb
 
 T2_SERIES = "mri/prostatex-dicom/ProstateX-0000/07-07-2011/4.000000-t2tsetra-00702"
 SHAPE = (384, 384, 19)
@@ -24,16 +25,6 @@ SPACING = (0.5, 0.5, 3.0)
 
 def _default_data_root() -> Path:
     return Path(os.environ.get("MEDCL_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
-
-
-def _peak_rss_mb() -> float | None:
-    """Peak resident memory of this process in MiB (``None`` where ``resource`` is missing, e.g. Windows)."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
 
 
 def _median_ms(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -86,7 +77,7 @@ def bench_image_io(repeats: int = 5, data_root: str | os.PathLike | None = None)
         target_spacing_mm=list(DEFAULT_PIXDIM),
         repeats=repeats,
         torch_threads=torch.get_num_threads(),
-        peak_rss_mb=_peak_rss_mb(),
+        peak_rss_mb=peak_rss_mb(),
     )
     return result
 

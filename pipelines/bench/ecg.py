@@ -20,11 +20,12 @@ nothing heavy.
 from __future__ import annotations
 
 import argparse
-import resource
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from medcl.engine.profiling import peak_rss_mb
 
 REFERENCE = {"train_samples_per_s": {"rhythm": 81, "morphology": 34, "global": 53},
              "projection_s_per_1000": 19.0, "forward_records_per_s": 80.0}
@@ -45,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _branch(name: str):
     from medcl.nets.protoecg import build_branch
-    from medcl.pipelines.ecg import ECGConfig
+    from medcl.pipelines.ecg_config import ECGConfig
 
     per_class = ECGConfig().model.per_class[name]
     return build_branch(name, GROUP_SIZES[name], per_class)
@@ -66,7 +67,7 @@ def _train_rate(name: str, batch: int, steps: int) -> dict[str, float]:
     branch = _branch(name).train()
     g = torch.Generator().manual_seed(0)
     y = (torch.rand(512, GROUP_SIZES[name], generator=g) < 0.15).float()
-    loss_fn = PrototypeLoss(positive_weights(y) if y.sum(0).all() else None, jaccard_matrix(y))
+    loss_fn = PrototypeLoss(pos_weight=positive_weights(y) if y.sum(0).all() else None, cooccurrence=jaccard_matrix(y))
     params = [p for n, p in branch.named_parameters() if "classifier" not in n]
     opt = torch.optim.Adam(params, lr=1e-4)
     x = torch.randn(batch, 12, 1000, generator=g)
@@ -88,7 +89,7 @@ def _train_rate(name: str, batch: int, steps: int) -> dict[str, float]:
 def _projection_vs_forward(n_records: int, batch: int = 64) -> dict[str, float]:
     import torch
 
-    from medcl.pipelines.ecg_project import Projector
+    from medcl.nets.prototype_projection import Projector
 
     branch = _branch("morphology").eval()
     g = torch.Generator().manual_seed(1)
@@ -122,8 +123,9 @@ def _predict_rate(n_records: int, workdir: Path) -> dict[str, float]:
 
     from medcl.data.ptbxl import PTBXL
     from medcl.data.synthetic.ecg import write_dataset
-    from medcl.pipelines.ecg import ECGConfig, predict
-    from medcl.pipelines.ecg_train import build_net, label_groups, load_model, save_model
+    from medcl.pipelines.ecg_config import ECGConfig
+    from medcl.pipelines.ecg_model import build_net, label_groups, load_model, save_model
+    from medcl.pipelines.ecg_predict import predict
 
     write_dataset(workdir / "synth", n_records, seed=0)
     records = [str(p) for p in PTBXL(workdir / "synth", fs=100).record_paths]
@@ -149,14 +151,14 @@ def _onnx_vs_eager(args: argparse.Namespace, repeats: int) -> dict[str, Any]:
     from medcl.data.ptbxl import packaged_statements
     from medcl.export.onnx import ECGOutputsModel
     from medcl.pipelines.bench.engines import onnx_vs_eager
-    from medcl.pipelines.ecg import ECGConfig
-    from medcl.pipelines.ecg_train import build_net, label_groups
+    from medcl.pipelines.ecg_config import ECGConfig
+    from medcl.pipelines.ecg_model import build_net, label_groups
 
     cfg = ECGConfig()
     labels = sorted(packaged_statements()["code"])
     torch.manual_seed(0)
     net = build_net(cfg, label_groups(labels), len(labels))
-    x = torch.randn(32, 12, cfg.data.n_samples or 10 * cfg.data.fs)
+    x = torch.randn(32, 12, cfg.data.length)
     return onnx_vs_eager(ECGOutputsModel(net, "fusion"), x, "ecg", "ecg", ["probabilities", "similarities"],
                          {"ecg": {0: "batch"}}, args.threads, repeats)
 
@@ -184,7 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "projection": projection,
         "predict": pred,
         "onnxruntime_vs_eager": _onnx_vs_eager(args, 2 if args.quick else 5),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "reference": REFERENCE,
         "targets": TARGETS,
         "targets_met": {

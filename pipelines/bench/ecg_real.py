@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from medcl.engine.profiling import peak_rss_mb
 
 TARGETS = {"macro_auroc": 0.75, "afib_auroc": 0.90}
 NAMED = ["AFIB", "SR", "NORM", "1AVB", "CLBBB", "CRBBB", "LVH", "IMI", "ASMI", "STACH", "SBRAD", "LAFB",
@@ -194,8 +195,9 @@ def _run(args: argparse.Namespace, data_root: Path, out: Path, work: Path) -> di
     from medcl.metrics.estimators import select_classes
     from medcl.nets.protoecg import BRANCHES
     from medcl.pipelines.ecg_baseline import train_baseline
+    from medcl.pipelines.ecg_data import load_data, predict_split
     from medcl.pipelines.ecg_evaluate import BRANCH_SOURCES
-    from medcl.pipelines.ecg_train import load_data, load_model, predict_split
+    from medcl.pipelines.ecg_model import load_model
 
     t0 = time.perf_counter()
     cfg, size = _config(args, data_root, out)
@@ -207,7 +209,7 @@ def _run(args: argparse.Namespace, data_root: Path, out: Path, work: Path) -> di
     final.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ckpt, final)
     net, _, labels, extra = load_model(final)
-    data = load_data(cfg)
+    data = load_data(cfg, workers=cfg.train.num_workers or None)
     start = time.perf_counter()
     base = train_baseline(data, cfg, work / "baseline", size["epochs"], cfg.optim.lr)
     timing["baseline"] = time.perf_counter() - start
@@ -253,7 +255,7 @@ def _run(args: argparse.Namespace, data_root: Path, out: Path, work: Path) -> di
         "early_stopping": extra.get("early_stopping", {}),
         "timing_s": timing,
         "joint_train_samples_per_s_at_most": n_train * cfg.train.max_epochs / timing["joint"],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "checkpoint": str(final),
         "device": "cpu",
     }

@@ -119,8 +119,8 @@ def full_size_forward(labels: list[str]) -> Any:
     import torch
 
     from medcl.config import load_config
-    from medcl.pipelines.ecg import ECGConfig
-    from medcl.pipelines.ecg_train import build_net, head_probabilities, label_groups
+    from medcl.pipelines.ecg_config import ECGConfig
+    from medcl.pipelines.ecg_model import build_net, head_probabilities, label_groups
 
     config = Path(__file__).resolve().parents[2] / "configs" / "ecg" / "protoecgnet.yaml"
     cfg = load_config(ECGConfig, config if config.is_file() else None, [])

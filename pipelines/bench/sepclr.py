@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medcl.engine.profiling import peak_memory_mb
+
 VARIANTS: dict[str, list[str]] = {
     "sepclr": [],
     "simclr": ["baseline=simclr"],
@@ -246,16 +248,6 @@ def _augment_cost(quick: bool, device) -> dict[str, Any]:
     return out
 
 
-def _peak_memory_mb(device) -> float:
-    import resource
-
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _train_step(net, loss, opt, x, labels, amp_dtype) -> None:
     import torch
 
@@ -310,7 +302,7 @@ def _throughput_case(spatial: tuple[int, ...], batch: int, steps: int, device, w
         "seconds_per_step": round(timing["seconds"], 3),
         "gflop_per_step": round(timing["flops"] / 1e9, 2),
         "achieved_gflop_s": round(timing["flops"] / 1e9 / timing["seconds"], 2),
-        "peak_memory_mb": round(_peak_memory_mb(device), 1),
+        "peak_memory_mb": peak_memory_mb(device),
     }
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from medcl.engine.profiling import peak_rss_mb
 
 TARGET_SECONDS = 10.0
 TARGET_RSS_MB = 1536.0
@@ -109,7 +110,6 @@ def _child(scan: str, ckpt: str, out: str, tta: str, threads: str, repeats: str,
     if rows[0]["status"] != "ok":
         raise SystemExit(rows[0]["error"])
     seconds = [r["seconds"] for r in rows]
-    scale = 1 / (1024 * 1024) if sys.platform == "darwin" else 1 / 1024
     print(json.dumps({
         "import_s": round(imported - start, 2),
         "load_model_s": round(loaded - imported, 2),
@@ -117,7 +117,7 @@ def _child(scan: str, ckpt: str, out: str, tta: str, threads: str, repeats: str,
         "segment_s_median": round(statistics.median(seconds), 3),
         "segment_cpu_s_median": round(statistics.median(cpu), 3),
         "process_total_s": round(time.perf_counter() - start, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "gland_ml": rows[0]["gland_ml"],
         "roi": rows[0]["roi"],
     }))
@@ -126,11 +126,9 @@ def _child(scan: str, ckpt: str, out: str, tta: str, threads: str, repeats: str,
 def _training(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick or args.skip_train:
         return {"skipped": True}
-    try:
-        from medcl.pipelines.zones_bench_train import bench_training_throughput
-    except ModuleNotFoundError as exc:
-        return {"skipped": f"not available ({exc.name})"}
     import torch
+
+    from medcl.pipelines.zones_bench_train import bench_training_throughput
 
     torch.set_num_threads(args.threads)
     return bench_training_throughput(device="cpu")

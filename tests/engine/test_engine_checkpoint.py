@@ -98,3 +98,33 @@ def test_gather_helpers_are_identity_without_process_group() -> None:
     assert torch.equal(y, x) and torch.equal(x.grad, torch.ones_like(x))
     score, payload = best_across_ranks(torch.tensor([0.2, 0.9]), torch.tensor([3, 4]))
     assert score.tolist() == pytest.approx([0.2, 0.9]) and payload.tolist() == [3, 4]
+
+
+def test_one_run_folder_layout_and_the_older_ones(trained: tuple[Path, Wrapped], tmp_path: Path) -> None:
+    from medcl.engine import find_model, find_stage_model, model_file, publish_model
+
+    out, module = trained
+    # a run of the older layout (checkpoints/ without model.ckpt) loads as a folder
+    assert load_model_checkpoint(out, "zones").path == out / "checkpoints" / "best.ckpt"
+    model = publish_model(out / "checkpoints" / "last.ckpt", out)
+    assert model == model_file(out) == out / "model.ckpt" and find_model(out) == model
+    slim = torch.load(model, weights_only=True)
+    assert set(slim) == {"medcl"}  # no optimiser or loop state
+    for key, value in module.net.state_dict().items():
+        torch.testing.assert_close(load_model_checkpoint(out, "zones").state_dict[key], value)
+    # stages: <out>/checkpoints/<stage>/ now, <out>/<stage>/checkpoints/ and <out>/<stage>/model.ckpt before
+    old = tmp_path / "old"
+    (old / "stage1" / "checkpoints").mkdir(parents=True)
+    (old / "stage1" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert checkpoint_path(old, "best", "stage1") == old / "stage1" / "checkpoints" / "last.ckpt"
+    assert checkpoint_path(old, "best", "stage2") == old / "checkpoints" / "stage2" / "last.ckpt"
+    (old / "checkpoints" / "stage1").mkdir(parents=True)
+    (old / "checkpoints" / "stage1" / "best.ckpt").write_bytes(b"y")
+    assert checkpoint_path(old, "best", "stage1") == old / "checkpoints" / "stage1" / "best.ckpt"
+    assert checkpoint_path(old, "last", "stage1") == old / "stage1" / "checkpoints" / "last.ckpt"
+    assert find_stage_model(old, "joint") is None
+    (old / "joint").mkdir()
+    (old / "joint" / "model.ckpt").write_bytes(b"z")
+    assert find_stage_model(old, "joint") == old / "joint" / "model.ckpt"
+    with pytest.raises(MedclError, match="no model.ckpt"):
+        find_model(tmp_path / "empty")

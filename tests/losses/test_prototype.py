@@ -1,0 +1,152 @@
+"""ProtoECGNet loss terms against hand-computed values and the official code's formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from medcl.losses.prototype import (
+    ClusterLoss,
+    CooccurrenceContrastiveLoss,
+    DiversityLoss,
+    MaskedL1Loss,
+    PrototypeLoss,
+    SeparationLoss,
+    jaccard_matrix,
+    positive_weights,
+)
+from medcl.nets.prototype import class_identity
+
+torch.set_num_threads(2)
+
+
+def reference_clst_sep(sims, y, identity):
+    """Official prototype_loss1d/2d clustering and separation, written with explicit loops."""
+    b_n, p_n = sims.shape
+    c_n = y.shape[1]
+    clst = sep = 0.0
+    for b in range(b_n):
+        for c in range(c_n):
+            own = [float(sims[b, p]) * float(identity[p, c] * y[b, c]) for p in range(p_n)]
+            wrong = [float(sims[b, p]) * (1.0 - float(identity[p, c] * y[b, c])) for p in range(p_n)]
+            clst += max(own)
+            sep += max(wrong)
+    return -clst / (b_n * c_n), sep / (b_n * c_n)
+
+
+def test_positive_weights_reference_formula():
+    y = torch.tensor([[1, 0, 1], [1, 1, 0], [0, 0, 1], [1, 0, 0]])
+    # n = (3, 1, 2), total positives 6 -> (6 - n) / n
+    torch.testing.assert_close(positive_weights(y), torch.tensor([1.0, 5.0, 2.0]))
+
+
+def test_positive_weight_guard_for_empty_class():
+    y = torch.tensor([[1, 0], [1, 0], [0, 0]])
+    with pytest.warns(UserWarning, match=r"\['B'\]"):
+        w = positive_weights(y, names=["A", "B"])
+    assert torch.isfinite(w).all()
+    assert w.tolist() == [0.0, 2.0]
+
+
+def test_jaccard_hand_values():
+    y = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]])
+    j = jaccard_matrix(y)
+    assert math.isclose(float(j[0, 1]), 2 / 4)  # both in 2 records, either in 4
+    assert float(j[0, 0]) == 1.0 and float(j[2, 2]) == 0.0  # class 2 never occurs: 0, not NaN
+    torch.testing.assert_close(j, j.T)
+
+
+def test_cluster_separation_hand_example():
+    ident = class_identity(2, 1)  # prototype 0 -> class 0, prototype 1 -> class 1
+    sims = torch.tensor([[0.8, 0.3]])
+    y = torch.tensor([[1.0, 0.0]])
+    # clustering: class 0 -> max(0.8, 0) = 0.8; class 1 absent -> max(0, 0) = 0; -mean = -0.4
+    assert math.isclose(float(ClusterLoss()(sims, y, ident)), -0.4, rel_tol=1e-6)
+    # separation: class 0 -> max(0, 0.3) = 0.3; class 1 absent -> max over all = 0.8; mean 0.55
+    assert math.isclose(float(SeparationLoss()(sims, y, ident)), 0.55, rel_tol=1e-6)
+    # ProtoPNet-style option: prototypes of absent classes only -> 0.3
+    assert math.isclose(float(SeparationLoss("protopnet")(sims, y, ident)), 0.3, rel_tol=1e-6)
+
+
+def test_cluster_separation_match_loop_reference():
+    torch.manual_seed(0)
+    ident = class_identity(4, 3)
+    sims = torch.randn(6, 12, dtype=torch.float64)
+    y = (torch.rand(6, 4) < 0.4).double()
+    clst, sep = reference_clst_sep(sims, y, ident)
+    assert math.isclose(float(ClusterLoss()(sims, y, ident)), clst, rel_tol=1e-12)
+    assert math.isclose(float(SeparationLoss()(sims, y, ident)), sep, rel_tol=1e-12)
+    with pytest.raises(ValueError, match="expected similarities"):
+        ClusterLoss()(sims, y, class_identity(3, 4))
+
+
+def test_diversity_zero_for_orthonormal_and_hand_value():
+    q, _ = torch.linalg.qr(torch.randn(8, 8, dtype=torch.float64))
+    assert float(DiversityLoss()(q[:5] * 3.0)) < 1e-20  # scale does not matter (normalised)
+    p = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    # Gram - I = [[0, 1], [1, 0]] -> ||.||_F^2 = 2, / P^2 = 4
+    assert math.isclose(float(DiversityLoss()(p)), 0.5, rel_tol=1e-6)
+    # 2D prototypes (P, D, 1, L) are flattened first
+    assert math.isclose(float(DiversityLoss()(p.reshape(2, 1, 1, 2))), 0.5, rel_tol=1e-6)
+
+
+def test_contrastive_hand_value():
+    ident = class_identity(2, 1)
+    cooc = torch.tensor([[1.0, 0.5], [0.5, 1.0]])
+    protos = torch.tensor([[1.0, 0.0], [0.6, 0.8]])  # cosine 0.6
+    s = torch.tensor([[1 - 1e-6, 0.6], [0.6, 1 - 1e-6]])
+    pos = cooc
+    neg = 1 - cooc
+    expected = -(float((s * pos).sum() / (pos.sum() + 1e-6)) - float((s * neg).sum() / (neg.sum() + 1e-6))) / 2**0.5
+    got = float(CooccurrenceContrastiveLoss(cooc)(protos, ident))
+    assert math.isclose(got, expected, rel_tol=1e-5)
+
+
+def test_contrastive_pulls_cooccurring_prototypes_together():
+    torch.manual_seed(0)
+    ident = class_identity(3, 2)
+    cooc = torch.tensor([[1.0, 0.9, 0.0], [0.9, 1.0, 0.0], [0.0, 0.0, 1.0]])  # classes 0 and 1 co-occur
+    protos = torch.nn.Parameter(torch.randn(6, 16))
+    loss_fn = CooccurrenceContrastiveLoss(cooc)
+
+    def cos(a, b):
+        return float(F.cosine_similarity(protos[a].detach(), protos[b].detach(), dim=0))
+
+    before_pos, before_neg = cos(0, 2), cos(0, 4)
+    opt = torch.optim.SGD([protos], lr=0.5)
+    for _ in range(50):
+        opt.zero_grad()
+        loss_fn(protos, ident).backward()
+        opt.step()
+    assert cos(0, 2) > before_pos + 0.1  # class 0 vs class 1 prototypes: pulled together
+    assert cos(0, 4) < before_neg  # class 0 vs class 2: pushed apart
+
+
+def test_masked_l1():
+    ident = class_identity(2, 1)
+    w = torch.tensor([[2.0, -3.0], [0.5, 4.0]])
+    assert float(MaskedL1Loss()(w, ident)) == 3.5  # off-class entries |-3| + |0.5|
+    assert float(MaskedL1Loss()(w)) == 9.5
+
+
+def test_prototype_loss_total_is_weighted_sum():
+    torch.manual_seed(0)
+    ident = class_identity(3, 2)
+    y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    pw = positive_weights(torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0]]))
+    loss = PrototypeLoss(pos_weight=pw, cooccurrence=jaccard_matrix(y))
+    logits, sims, protos = torch.randn(2, 3), torch.rand(2, 6), torch.randn(6, 5)
+    out = loss(logits, y, sims, protos, ident)
+    bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pw)
+    assert math.isclose(float(out["bce"]), float(bce), rel_tol=1e-6)
+    expected = (out["bce"] + 0.004 * out["clustering"] + 0.0004 * out["separation"] + 250 * out["diversity"]
+                + 300 * out["contrastive"])
+    assert math.isclose(float(out["loss"]), float(expected), rel_tol=1e-6)
+    assert set(out) == {"loss", *PrototypeLoss.TERMS}  # terms spelled out in the logs
+    with pytest.raises(TypeError):
+        PrototypeLoss(pw)  # keyword-only
+    with pytest.raises(ValueError, match="logits"):
+        loss(logits[:, :2], y, sims, protos, ident)
