@@ -262,3 +262,33 @@ def unit_interval(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value:g}")
     return value
+
+
+# ----------------------------------------------------------------------------------------- portable configs
+
+PATH_KEYS = ("root", "datalist", "manifest")
+"""Config keys holding data paths: a checkpoint stores them relative (to the working folder), never absolute."""
+MACHINE_KEYS = ("cache_dir",)
+"""Config keys that only mean something on the machine that trained: a checkpoint stores none of them."""
+
+
+def portable_config(config: Any) -> Any:
+    """``config`` (a plain dict tree) with :data:`PATH_KEYS` made relative and :data:`MACHINE_KEYS` cleared,
+    so that a checkpoint names no absolute path of the machine that wrote it."""
+    if isinstance(config, list):
+        return [portable_config(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    out = {}
+    for key, value in config.items():
+        if key in MACHINE_KEYS:
+            value = None
+        elif key in PATH_KEYS and isinstance(value, str) and os.path.isabs(value):
+            try:
+                value = os.path.relpath(value)
+            except ValueError:  # another drive (Windows)
+                value = Path(value).name
+        else:
+            value = portable_config(value)
+        out[key] = value
+    return out

@@ -58,11 +58,13 @@ def versions() -> dict[str, str]:
 def model_payload(family: str, net: nn.Module, config: dict[str, Any], label_map: dict[str, int] | None,
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``"medcl"`` entry of a checkpoint: the unwrapped network's CPU state dict and what rebuilds it."""
+    from medcl.utils import portable_config
+
     if not family:
         raise ValueError("model_payload: the family must be named")
     return {
         "family": family,
-        "config": config,
+        "config": portable_config(config),  # no absolute path of this machine
         "label_map": label_map,
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "versions": versions(),

@@ -161,7 +161,7 @@ def tiny_ecg_payload(cfg_overrides: list[str] = ()) -> dict:
     from medcl.config import load_config
     from medcl.data.ptbxl import packaged_statements
     from medcl.pipelines.ecg import ECGConfig
-    from medcl.pipelines.ecg_train import build_net, label_groups
+    from medcl.pipelines.ecg_model import build_net, label_groups
 
     torch.manual_seed(0)
     cfg = load_config(ECGConfig, REPO / "configs" / "ecg" / "tiny.yaml", list(cfg_overrides))

@@ -160,14 +160,18 @@ def _strings(obj) -> list[str]:
 
 def test_ckpt_ecg_is_portable(ecg_run, synth_ecg):
     base, _ = ecg_run
-    ckpt = torch.load(base / "run" / "model.ckpt", map_location="cpu", weights_only=True)
+    from medcl.engine.checkpoint import find_model
+
+    ckpt = torch.load(find_model(base / "run"), map_location="cpu", weights_only=True)
     absolute = [s for s in _strings(ckpt["medcl"]["config"]) if s.startswith("/")]
     assert absolute == [], absolute
 
 
 def test_ckpt_ecg_evaluate_caches_only_under_medcl_cache_dir(ecg_run, synth_ecg, tmp_path):
     base, _ = ecg_run
-    ckpt = torch.load(base / "run" / "model.ckpt", map_location="cpu", weights_only=True)
+    from medcl.engine.checkpoint import find_model
+
+    ckpt = torch.load(find_model(base / "run"), map_location="cpu", weights_only=True)
     foreign = tmp_path / "other-machine" / "cache"
     ckpt["medcl"]["config"]["data"]["cache_dir"] = str(foreign)
     moved = tmp_path / "moved.ckpt"
@@ -190,7 +194,9 @@ def test_fault_sigkill_mid_training_then_exact_resume(synth_ecg, tmp_path):
             "--stages", "joint", f"data.root={synth_ecg}", *TINY_ECG, *args[2:]]
     proc = subprocess.Popen([sys.executable, "-c", cmd, *argv], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1", **env})
-    last = tmp_path / "cut" / "joint" / "checkpoints" / "last.ckpt"
+    from medcl.engine.checkpoint import checkpoint_dir, find_model
+
+    last = checkpoint_dir(tmp_path / "cut", "joint") / "last.ckpt"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not last.is_file():
         time.sleep(0.02)
@@ -198,8 +204,8 @@ def test_fault_sigkill_mid_training_then_exact_resume(synth_ecg, tmp_path):
     proc.wait(30)
     assert last.is_file()
     assert_ok(_ecg_train(synth_ecg, tmp_path / "cut", *args, "--resume", last, env=env))
-    a = torch.load(tmp_path / "full" / "model.ckpt", map_location="cpu", weights_only=True)["medcl"]["state_dict"]
-    b = torch.load(tmp_path / "cut" / "model.ckpt", map_location="cpu", weights_only=True)["medcl"]["state_dict"]
+    a = torch.load(find_model(tmp_path / "full"), map_location="cpu", weights_only=True)["medcl"]["state_dict"]
+    b = torch.load(find_model(tmp_path / "cut"), map_location="cpu", weights_only=True)["medcl"]["state_dict"]
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     assert worst == 0.0, f"resumed weights differ from the uninterrupted run by up to {worst}"
 
