@@ -292,3 +292,15 @@ def portable_config(config: Any) -> Any:
             value = portable_config(value)
         out[key] = value
     return out
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """How outputs name an input file: as given when relative, relative to the working folder when below it,
+    else its name alone (outputs never carry an absolute path of this machine)."""
+    p = Path(str(path))
+    if not p.is_absolute():
+        return str(p)
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return p.name

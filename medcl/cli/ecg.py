@@ -64,7 +64,10 @@ def _predict(args: argparse.Namespace) -> int:
     res = predict(args.records, args.checkpoint, out_dir=args.out, batch_size=args.batch_size, engine=args.engine,
                   **array_options(args))
     if args.out is None:
-        print(json.dumps({k: v for k, v in res.items() if k != "errors"}, indent=1))
+        from medcl.utils import shown_path
+
+        shown = [{**r, "record": shown_path(r["record"])} for r in res["records"]]
+        print(json.dumps({**{k: v for k, v in res.items() if k != "errors"}, "records": shown}, indent=1))
     for err in res["errors"]:
         print(f"medcl: error: skipped {err['record']}: {err['error']}", file=sys.stderr)
     where = f" into {args.out}" if args.out else ""
