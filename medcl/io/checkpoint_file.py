@@ -36,10 +36,10 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = _GLOBAL.search(str(exc))
-        if found or "weights_only" in str(exc).lower():
-            code = found.group(1) if found else "an object outside tensors and plain data"
-            raise MedclError(f"{path}: refused: contains code ({code}); medcl never runs code from a {what}") from None
-        raise MedclError(f"{path}: not a loadable {what} ({_first_line(exc)})") from None
+        if found:
+            raise MedclError(f"{path}: refused: contains code ({found.group(1)}); medcl never runs code from a "
+                             f"{what}") from None
+        raise MedclError(f"{path}: not a loadable {what} (not a PyTorch file, or corrupt)") from None
     except Exception as exc:  # noqa: BLE001 - truncated zip, not a torch file, ...
         raise MedclError(f"{path}: not a loadable {what} ({_first_line(exc)})") from None
 

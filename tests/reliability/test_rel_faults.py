@@ -184,14 +184,15 @@ def test_ckpt_ecg_evaluate_caches_only_under_medcl_cache_dir(ecg_run, synth_ecg,
     assert list(mine.rglob("*.npy"))
 
 
-def test_fault_sigkill_mid_training_then_exact_resume(synth_ecg, tmp_path):
-    """Killed after the first last.ckpt, resumed: the joint stage ends bit-identical to an uninterrupted run."""
+@pytest.mark.parametrize("stages", ["joint", "joint,project,fusion"])
+def test_fault_sigkill_mid_training_then_exact_resume(stages, synth_ecg, tmp_path):
+    """Killed after the first last.ckpt, resumed: the chain ends bit-identical to an uninterrupted run."""
     env = {"MEDCL_CACHE_DIR": str(tmp_path / "cache")}
-    args = ["--stages", "joint", "train.max_epochs=3"]
+    args = ["--stages", stages, "train.max_epochs=3", "optim.head_epochs=2"]
     assert_ok(_ecg_train(synth_ecg, tmp_path / "full", *args, env=env))
     cmd = ("import sys; from medcl.cli import main; sys.exit(main(sys.argv[1:]))")
     argv = ["ecg", "train", "--config", str(REPO / "configs/ecg/tiny.yaml"), "--out", str(tmp_path / "cut"),
-            "--stages", "joint", f"data.root={synth_ecg}", *TINY_ECG, *args[2:]]
+            "--stages", stages, f"data.root={synth_ecg}", *TINY_ECG, *args[2:]]
     proc = subprocess.Popen([sys.executable, "-c", cmd, *argv], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1", **env})
     from medcl.engine.checkpoint import checkpoint_dir, find_model
