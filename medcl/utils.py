@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,29 +12,119 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+TEMP_PREFIX = ".medcl-tmp-"
+"""Name prefix of every temporary file medcl writes (``.medcl-tmp-<pid>-<random>-<name>``).
+
+A run killed mid-write (SIGKILL, power loss) leaves such a file behind; :func:`sweep_temp_files`
+removes those of dead processes, and every writer calls it once per folder it writes into.
+"""
+_SWEPT: set[str] = set()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove ``.medcl-tmp-*`` files (and folders) in ``folder`` left by processes that no longer run."""
+    import shutil
+
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(TEMP_PREFIX):
+            continue
+        pid = entry.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _sweep_once(folder: Path) -> None:
+    key = str(folder.resolve())
+    if key not in _SWEPT:
+        _SWEPT.add(key)
+        sweep_temp_files(folder)
+
+
+def temp_name(final: str | os.PathLike, suffix: str | None = None) -> Path:
+    """A fresh temporary path beside ``final`` (``.medcl-tmp-<pid>-<random>-<name>``, keeping its suffix)."""
+    import secrets
+
+    final = Path(final)
+    return final.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{final.name}"
+                           + (suffix if suffix and not final.name.endswith(suffix) else ""))
+
+
 @contextlib.contextmanager
 def atomic_write_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
 
-    The temporary file keeps the final suffix (``.nii.gz``, ``.png`` ...) so that writers which
-    look at the extension behave. On error the temporary file is removed and ``path`` is untouched.
+    The temporary name (:func:`temp_name`) keeps the final suffix (``.nii.gz``, ``.png`` ...) so
+    that writers which look at the extension behave. On error the temporary file is removed and
+    ``path`` is untouched; temporary files of killed runs in the same folder are swept first.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    name = final.name
-    suffix = suffix if suffix is not None else "".join(final.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    make_output_dir(final.parent)
+    _sweep_once(final.parent)
+    tmp_path = temp_name(final, suffix)
+    tmp_path.touch(mode=0o600)
     try:
         yield tmp_path
         if tmp_path.exists():
-            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask
+            os.chmod(tmp_path, 0o666 & ~_umask())  # outputs follow the umask
         os.replace(tmp_path, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def make_output_dir(folder: str | os.PathLike) -> Path:
+    """``mkdir -p folder``; a path below a file or an unwritable place is a one-line :class:`MedclError`."""
+    from medcl.errors import MedclError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        above = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise MedclError(f"{folder}: cannot create the output folder: {above} is a file") from None
+    except OSError as err:
+        raise MedclError(f"{folder}: cannot create the output folder ({err.strerror or err})") from None
+    return folder
+
+
+def check_writable_dir(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` and prove it writable (a probe file is created and removed), before work starts."""
+    from medcl.errors import MedclError
+
+    folder = make_output_dir(folder)
+    probe = temp_name(folder / "write-probe")
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise MedclError(f"{folder}: output folder is not writable ({err.strerror or err})") from None
+    _sweep_once(folder)
+    return folder
 
 
 def _umask() -> int:
@@ -67,7 +156,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def ensure_output_dir(out_dir: str | os.PathLike, inputs: list[str | os.PathLike] = ()) -> Path:
-    """Create ``out_dir``; refuse a folder that is (or holds) one of the inputs' own folders."""
+    """Create ``out_dir`` (writable, or a one-line error); refuse a folder that is one of the inputs' own folders."""
     from medcl.errors import MedclError
 
     out = Path(out_dir).resolve()
@@ -76,7 +165,28 @@ def ensure_output_dir(out_dir: str | os.PathLike, inputs: list[str | os.PathLike
         parent = p if p.is_dir() else p.parent
         if out == parent:
             raise MedclError(f"{out_dir}: output folder is the input folder of {item}; choose another")
-    out.mkdir(parents=True, exist_ok=True)
+    return check_writable_dir(out)
+
+
+def unique_names(names: Iterable[str]) -> list[str]:
+    """``names`` made unique by construction: a repeated name gets the first free ``_2``, ``_3``...
+
+    Free means used by no other entry, given or generated, so ``["s", "s", "s_2"]`` becomes
+    ``["s", "s_3", "s_2"]`` (never two outputs with one name).
+    """
+    names = list(names)
+    taken = set(names)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        if name in seen:
+            k = 2
+            while f"{name}_{k}" in taken:
+                k += 1
+            name = f"{name}_{k}"
+            taken.add(name)
+        seen.add(name)
+        out.append(name)
     return out
 
 
@@ -95,3 +205,102 @@ def progress_bar(items: Iterable[T], desc: str, total: int | None = None, enable
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, total=total, unit="item", leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+# ----------------------------------------------------------------------------------------- option types
+# argparse ``type=`` callables: a bad value is argparse's one-line error naming the option.
+
+
+def _number(text: str, kind: type) -> float:
+    import argparse
+    import math
+
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    import argparse
+
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    import argparse
+
+    value = int(_number(text, int))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    import argparse
+
+    value = float(_number(text, float))
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value:g}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """A number in [0, 1) (e.g. a sliding-window overlap)."""
+    import argparse
+
+    value = float(_number(text, float))
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value:g}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------- portable configs
+
+PATH_KEYS = ("root", "datalist", "manifest")
+"""Config keys holding data paths: a checkpoint stores them relative (to the working folder), never absolute."""
+MACHINE_KEYS = ("cache_dir",)
+"""Config keys that only mean something on the machine that trained: a checkpoint stores none of them."""
+
+
+def portable_config(config: Any) -> Any:
+    """``config`` (a plain dict tree) with :data:`PATH_KEYS` made relative and :data:`MACHINE_KEYS` cleared,
+    so that a checkpoint names no absolute path of the machine that wrote it."""
+    if isinstance(config, list):
+        return [portable_config(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    out = {}
+    for key, value in config.items():
+        if key in MACHINE_KEYS:
+            value = None
+        elif key in PATH_KEYS and isinstance(value, str) and os.path.isabs(value):
+            try:
+                value = os.path.relpath(value)
+            except ValueError:  # another drive (Windows)
+                value = Path(value).name
+        else:
+            value = portable_config(value)
+        out[key] = value
+    return out
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """How outputs name an input file: as given when relative, relative to the working folder when below it,
+    else its name alone (outputs never carry an absolute path of this machine)."""
+    p = Path(str(path))
+    if not p.is_absolute():
+        return str(p)
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return p.name

@@ -73,6 +73,8 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, out_di
 
         raise MedclError(f"--estimator: unknown value {estimator!r}; expected one of {', '.join(ESTIMATORS)}")
     net, cfg, labels, extra = load_model(checkpoint)
+    # caches live under MEDCL_CACHE_DIR (or the default), never at a path stored in the checkpoint
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"cache_dir": None})})
     d = cfg.data
     data = ECGData(load_data(cfg, root=str(data_root)).ptbxl, labels, label_groups(labels))
     head, source = extra.get("head", "branches"), branch_source(extra)

@@ -247,7 +247,11 @@ def predict(records: Sequence[str | os.PathLike] | Mapping[str, ECGRecord],
 
 
 def _write_outputs(out: Path, result: dict, errors: list[tuple[str, str]]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    from medcl.utils import check_writable_dir, shown_path
+
+    check_writable_dir(out)
+    result = {**result, "records": [{**e, "record": shown_path(e["record"])} for e in result["records"]]}
+    errors = [(shown_path(p), e) for p, e in errors]
     write_json(out / "predictions.json", result)
     with atomic_write_path(out / "predictions.csv") as tmp, tmp.open("w", newline="") as fh:
         w = csv.writer(fh)

@@ -56,7 +56,7 @@ def read_views(
     from medcl.io.ecg_labels import describe_codes
     from medcl.utils import progress_bar
 
-    views = [{"fs": display_fs, "highpass": highpass}, {"fs": fs, "n_samples": n_samples, "highpass": highpass}]
+    views = [{"fs": display_fs, "highpass": highpass, "upsample": True}, {"fs": fs, "n_samples": n_samples, "highpass": highpass}]
     ecgs, model_records, failures = {}, {}, []
     for rec in progress_bar(records, "reading ECGs"):
         try:
@@ -87,7 +87,7 @@ def source_lookup(roots: Sequence[str | os.PathLike], display_fs: float = DISPLA
         for base in [Path(source), *(Path(r) / source for r in roots)]:
             if base.with_suffix(".hea").is_file() or Path(f"{base}.hea").is_file():
                 try:
-                    rec = read_ecg(base, fs=display_fs)
+                    rec = read_ecg(base, fs=display_fs, upsample=True)
                 except MedclError:
                     return None
                 return rec.signal, rec.fs

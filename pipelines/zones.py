@@ -325,10 +325,13 @@ def build_loaders(
     from torch.utils.data import ConcatDataset
 
     from medcl.data.datalist import read_datalist
+    from medcl.data.layouts import validate_items
     from medcl.transforms.zones import zones_val_transforms
 
     workers = cfg.train.num_workers
-    items = with_annotation(read_datalist(datalist, "training", ("image", "label")), cfg.data.label_remap)
+    raw_items = read_datalist(datalist, "training", ("image", "label"))
+    validate_items(datalist, "training", raw_items, cfg.data.label_remap, cfg.data.channel)  # before any step
+    items = with_annotation(raw_items, cfg.data.label_remap)
     train_ds = _dataset(items, _train_transform(cfg, True), cfg, cache_dir / "train")
     if cfg.data.repeats > 1:  # the same cached dataset visited several times per epoch
         train_ds = ConcatDataset([train_ds] * cfg.data.repeats)
@@ -339,9 +342,9 @@ def build_loaders(
             unl_ds = _dataset(unl_items, _train_transform(cfg, False), cfg, cache_dir / "unlabeled")
             unl = DataLoader(unl_ds, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers)
             train = CombinedLoader({"labeled": train, "unlabeled": unl}, mode="max_size_cycle")
-    val_items = with_annotation(
-        read_datalist(datalist, "validation", ("image", "label"), optional=True), cfg.data.label_remap
-    )
+    raw_val = read_datalist(datalist, "validation", ("image", "label"), optional=True)
+    validate_items(datalist, "validation", raw_val, cfg.data.label_remap, cfg.data.channel)
+    val_items = with_annotation(raw_val, cfg.data.label_remap)
     val = None
     if val_items:
         val_ds = _dataset(

@@ -47,15 +47,17 @@ ITKSNAP_LABELS = "zones_itksnap_labels.txt"
 
 
 def case_names(inputs: Sequence[str | os.PathLike]) -> list[str]:
-    """Case name per input (file name without image suffixes, or the DICOM folder's name), made unique."""
-    names, seen = [], {}
+    """Case name per input (file name without image suffixes, or the DICOM folder's name), unique by
+    construction (:func:`medcl.utils.unique_names`: ``x/s``, ``y/s``, ``z/s_2`` -> ``s``, ``s_3``, ``s_2``)."""
+    from medcl.utils import unique_names
+
+    names = []
     for item in inputs:
         name = Path(item).name
         for suffix in (".gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm"):
             name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
-        seen[name] = seen.get(name, 0) + 1
-        names.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
-    return names
+        names.append(name)
+    return unique_names(names)
 
 
 def _write_case(

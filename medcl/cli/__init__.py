@@ -52,11 +52,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         target.print_help()
         return 0 if args.group is None else 2
     try:
-        code = handler(args)
+        code = _run(handler, args)
     except MedclError as exc:
         if args.debug:
             raise
         print(f"medcl: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder that cannot be written, a disk that is full...
+        if args.debug or isinstance(exc, BrokenPipeError):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"medcl: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("medcl: interrupted", file=sys.stderr)
@@ -65,3 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     return int(code or 0)
+
+
+def _run(handler, args: argparse.Namespace) -> int:  # noqa: ANN001
+    """Call the handler; ``--allow-nonuniform`` applies to every image it reads."""
+    if not getattr(args, "allow_nonuniform", False):
+        return handler(args)
+    from medcl.io.image import allow_nonuniform_slices
+
+    with allow_nonuniform_slices():
+        return handler(args)
+

@@ -10,6 +10,7 @@ from typing import Any
 
 from medcl.cli._helpers import add_command, add_group
 from medcl.errors import MedclError
+from medcl.utils import non_negative_int, positive_float, positive_int
 
 SYNTH_KINDS = ("prostate", "cohort", "texdigits", "ecg")
 _ECG_SUFFIXES = (".hea", ".mat", ".dat")
@@ -119,7 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth_parser = add_command(group, "synth", "write a deterministic synthetic dataset", _synth)
     synth_parser.add_argument("kind", choices=SYNTH_KINDS, help="which generator")
     synth_parser.add_argument("--out", required=True, help="output folder")
-    synth_parser.add_argument("--n", type=int, default=10, help="number of cases/records (default 10)")
+    synth_parser.add_argument("--n", type=positive_int, default=10, help="number of cases/records (default 10)")
     synth_parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     inspect_parser = add_command(
         group, "inspect", "geometry/intensity of a scan, or header and leads of an ECG record", _inspect
@@ -129,7 +130,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     inspect_parser.add_argument("--series", default=None, help="DICOM series UID or description")
     inspect_parser.add_argument("--json", action="store_true", help="print as JSON")
-    inspect_parser.add_argument("--fs", type=float, help="sampling rate of a .npy/.csv ECG array")
+    inspect_parser.add_argument("--fs", type=positive_float, help="sampling rate of a .npy/.csv ECG array")
+    inspect_parser.add_argument("--allow-nonuniform", action="store_true",
+                                help="resample a DICOM series with a missing slice or uneven slice spacing")
     inspect_parser.add_argument("--leads", help="comma-separated lead names of a .npy/.csv ECG array")
     from medcl.data.layout_names import LAYOUTS  # light: no numpy/torch for --help
 
@@ -138,8 +141,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dl.add_argument("root", help="data set folder")
     dl.add_argument("--layout", required=True, choices=LAYOUTS, help="how the folder is organised")
     dl.add_argument("--out", required=True, help="datalist JSON to write")
-    dl.add_argument("--folds", type=int, default=5, help="k folds (monai partition_dataset; 1: all training)")
-    dl.add_argument("--fold", type=int, default=0, help="fold used as the validation list (default 0)")
+    dl.add_argument("--folds", type=positive_int, default=5, help="k folds (monai partition_dataset; 1: all training)")
+    dl.add_argument("--fold", type=non_negative_int, default=0, help="fold used as the validation list (default 0)")
     dl.add_argument("--seed", type=int, default=0, help="shuffle seed of the folds")
     dl.add_argument("--remap", default=None, help="declared label map SOURCE:ZONE,... (zones 1 PZ 2 TZ 3 DPU 4 AFS)")
     dl.add_argument("--channel", default=None,

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from medcl.cli._helpers import add_command, add_group, add_overrides
 from medcl.cli.ecg_report import register_report
+from medcl.utils import non_negative_int, positive_float, positive_int
 
 
 def _train(args: argparse.Namespace) -> int:
     from medcl.config import load_config
     from medcl.errors import MedclError
     from medcl.pipelines.ecg import ECGConfig, train
+    from medcl.utils import check_writable_dir
 
     cfg = load_config(ECGConfig, args.config, args.overrides)
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     if not stages:
         raise MedclError("--stages: empty; e.g. joint,project,fusion")
+    if args.resume is not None:
+        from medcl.io.checkpoint_file import safe_torch_load
+
+        safe_torch_load(args.resume, "checkpoint to resume from")  # refused before any training starts
+    check_writable_dir(args.out)
     path = train(cfg, args.out, stages=stages, resume=args.resume)
     print(f"medcl: ProtoECGNet ({','.join(stages)}) written to {path}")
     return 0
@@ -56,9 +64,12 @@ def _predict(args: argparse.Namespace) -> int:
     res = predict(args.records, args.checkpoint, out_dir=args.out, batch_size=args.batch_size, engine=args.engine,
                   **array_options(args))
     if args.out is None:
-        print(json.dumps({k: v for k, v in res.items() if k != "errors"}, indent=1))
+        from medcl.utils import shown_path
+
+        shown = [{**r, "record": shown_path(r["record"])} for r in res["records"]]
+        print(json.dumps({**{k: v for k, v in res.items() if k != "errors"}, "records": shown}, indent=1))
     for err in res["errors"]:
-        print(f"medcl: skipped {err['record']}: {err['error']}")
+        print(f"medcl: error: skipped {err['record']}: {err['error']}", file=sys.stderr)
     where = f" into {args.out}" if args.out else ""
     print(f"medcl: predicted {len(res['records'])} of {len(res['records']) + len(res['errors'])} records{where}")
     return 1 if res["errors"] else 0
@@ -72,7 +83,7 @@ def array_options(args: argparse.Namespace) -> dict:
 
 def add_array_options(p: argparse.ArgumentParser) -> None:
     """Add ``--fs`` and ``--leads`` (needed for .npy/.csv inputs only)."""
-    p.add_argument("--fs", type=float, help="sampling rate in Hz of .npy/.csv inputs (other formats store it)")
+    p.add_argument("--fs", type=positive_float, help="sampling rate in Hz of .npy/.csv inputs (other formats store it)")
     p.add_argument("--leads", help="comma-separated lead names of .npy/.csv inputs, e.g. I,II,V1,V2,V3,V4,V5,V6 "
                                    "(a CSV header row may name them instead)")
 
@@ -94,13 +105,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="model.ckpt from `medcl ecg train`")
     p.add_argument("--data", required=True, help="PTB-XL(-shaped) folder (folds 9 = validation, 10 = test)")
     p.add_argument("--out", required=True, help="folder for results.json and per_class.csv")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000)")
+    p.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap replicates (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--estimator", default="full-fold", choices=["full-fold", "reference-batchwise", "ptbxl-benchmark"],
                    help="full-fold (default: whole test fold, bootstrap 95%% CI); reference-batchwise (the "
                         "ProtoECGNet reference's logged test_auc: mean of per-batch macro AUROC, batches of 32); "
                         "ptbxl-benchmark (rejection-sampled bootstrap, 90%% CI)")
-    p.add_argument("--min-positives", type=int, default=1,
+    p.add_argument("--min-positives", type=non_negative_int, default=1,
                    help="score only classes with at least this many positives in the test fold (default 1)")
 
 
@@ -116,7 +127,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
                    help="run the model in PyTorch (default) or onnxruntime (ONNX export folder)")
     p.add_argument("--out", help="folder for predictions.csv, predictions.json, errors.csv (else JSON on stdout)")
-    p.add_argument("--batch-size", type=int, default=32, help="records per model pass (default 32)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="records per model pass (default 32)")
     add_array_options(p)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from medcl.cli._helpers import add_command
+from medcl.utils import positive_int
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -16,7 +18,23 @@ def _report(args: argparse.Namespace) -> int:
         source_roots=args.source_root, pdf=args.pdf, **array_options(args),
     )
     print(index)
-    return 0
+    failed = _failures(index)
+    for failure in failed:
+        print(f"medcl: error: skipped {failure.get('record')}: {failure.get('error')}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _failures(index) -> list[dict]:  # noqa: ANN001
+    """The failed records listed in the ``report.json`` beside ``index``."""
+    import json
+    from pathlib import Path
+
+    report = Path(index).with_name("report.json")
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return []
+    return [r for r in data.get("records", []) if r.get("status") != "ok"]
 
 
 def register_report(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -31,8 +49,8 @@ def register_report(subparsers: argparse._SubParsersAction) -> argparse.Argument
                         help="ECG files of any supported format (see `medcl ecg predict -h`) or folders")
     parser.add_argument("--checkpoint", required=True, help="ProtoECGNet checkpoint (medcl ecg train)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--batch-size", type=int, default=32, help="model batch size (default 32)")
-    parser.add_argument("--ig-steps", type=int, default=32, help="Integrated Gradients steps (default 32)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="model batch size (default 32)")
+    parser.add_argument("--ig-steps", type=positive_int, default=32, help="Integrated Gradients steps (default 32)")
     parser.add_argument("--source-root", action="append", default=[], metavar="DIR",
                         help="folder holding the prototypes' training records (repeatable)")
     parser.add_argument("--pdf", action="store_true", help="also print each report to PDF (headless Chromium)")

@@ -6,6 +6,7 @@ import argparse
 
 from medcl.cli._helpers import add_command, add_group
 from medcl.cli.zones_train import register_train
+from medcl.utils import positive_float, positive_int, unit_interval
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -68,18 +69,20 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
                    help="skip cases whose outputs in --out are complete")
     p.add_argument("--out", required=True, help="output folder (not an input's folder)")
     p.add_argument("--device", default="auto", help="auto (GPU if present, else CPU), cpu, cuda, cuda:1")
-    p.add_argument("--sw-batch-size", type=int, default=2, help="sliding windows per forward pass")
-    p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap in [0, 1)")
+    p.add_argument("--sw-batch-size", type=positive_int, default=2, help="sliding windows per forward pass")
+    p.add_argument("--overlap", type=unit_interval, default=0.25, help="sliding-window overlap in [0, 1)")
     p.add_argument("--no-tta", action="store_true", help="disable left-right flip test-time augmentation")
     p.add_argument("--dicom-seg", action="store_true",
                    help="also write <case>_zones.seg.dcm, a DICOM SEG of the source series (DICOM inputs; extra dicom-seg)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bfloat16 on a GPU that has it, else float32; bf16: bfloat16 autocast also on the CPU")
-    p.add_argument("--roi-mm", type=float, nargs=3, default=(80.0, 80.0, 120.0), metavar=("LR", "AP", "SI"),
+    p.add_argument("--roi-mm", type=positive_float, nargs=3, default=(80.0, 80.0, 120.0), metavar=("LR", "AP", "SI"),
                    help="region of interest in mm (default 80 80 120; with --roi auto the smallest crop)")
     p.add_argument("--roi", choices=("auto", "center"), default="auto",
                    help="auto: localise the gland with a coarse pass and crop around it (default); "
                    "center: fixed box centred on the field of view")
+    p.add_argument("--allow-nonuniform", action="store_true",
+                   help="resample DICOM series with a missing slice or uneven slice spacing (default: refuse them)")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:

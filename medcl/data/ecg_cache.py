@@ -7,7 +7,9 @@ PTB-XL reads 17k records. The cache decodes every record once, in parallel worke
 record paths in row order, parameters). ``key`` hashes the parameters and every record file's path,
 size and mtime, so a changed file or option gives a new key and a rebuild; stale caches of the
 same ``name`` are removed. Both files are written to temporary names and moved into place with
-``os.replace``; the index goes last, so a half-built cache is never used. Workers are spawned,
+``os.replace``; the index goes last, so a half-built cache is never used, and the temporary
+``.medcl-tmp-`` array of a killed build is removed by the next one. Workers die with their parent
+(:func:`die_with_parent`). Workers are spawned,
 not forked (safe when the parent has initialised CUDA or thread pools; this module imports
 neither torch nor pandas, so they start fast); the torch view is
 :class:`medcl.data.wfdb_folder.ECGArrayDataset`.
@@ -91,6 +93,33 @@ def _decode_rows(npy: str, start: int, records: list[str], params: DecodeParams)
     return len(records)
 
 
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: end this process when ``parent`` dies, even by SIGKILL.
+
+    Linux delivers SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``); elsewhere, and as a
+    fallback, a daemon thread checks once a second whether the parent is still this process's parent.
+    """
+    import signal
+    import threading
+    import time
+
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # died before the hook was set
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="medcl-parent-watch").start()
+
+
 def _chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
@@ -105,7 +134,8 @@ def _decode_all(npy: Path, records: list[str], params: DecodeParams, workers: in
             _decode_rows(str(npy), a, records[a:b], params)
         return
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent,
+                                initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(_decode_rows, str(npy), a, records[a:b], params) for a, b in spans]
         for fut in progress_bar(cf.as_completed(futures), desc, total=len(futures)):
             fut.result()

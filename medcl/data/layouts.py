@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,6 +244,39 @@ def check_label_values(label: Path, remap: Mapping[int, int]) -> None:
     bad = sorted(v for v in values if v not in remap)
     if bad:
         raise MedclError(f"{label}: label values {bad[:10]} outside the declared set {sorted(remap)}")
+
+
+def validate_items(datalist: str | os.PathLike, key: str, items: Sequence[Mapping[str, Any]],
+                   remap: str | Mapping[int, int] = "identity", channel: int | list[int] | None = None) -> None:
+    """Check every ``{"image", "label"}`` pair of a datalist list before training starts.
+
+    Each image must be readable with a usable spacing and not (near-)constant; each label on its
+    image's grid with values in the declared set (the item's ``zone_remap``, else ``remap``).
+
+    Raises:
+        MedclError: naming the file (and the datalist list) and the problem.
+    """
+    from medcl.data.zones_labels import resolve_remap
+    from medcl.io.image import check_not_constant
+
+    if key == "training" and not items:
+        raise MedclError(f"{datalist}: {key}: the list is empty; nothing to train on")
+    from medcl.io.image import read_sitk_image
+
+    for item in items:
+        image = Path(item["image"])
+        if image.is_dir():  # a DICOM series: read (and checked) whole
+            check_not_constant(sitk.GetArrayViewFromImage(read_sitk_image(image)[0]), image)
+            continue
+        reader = _header(image)
+        check_channel(image, reader, item.get("channel", channel))
+        voxels = sitk.ReadImage(str(image))  # keep a reference: the array view does not own the voxels
+        check_not_constant(sitk.GetArrayViewFromImage(voxels), image)
+        if item.get("label") is None:
+            continue
+        check_grids(image, Path(item["label"]), reader)
+        own = item.get("zone_remap")
+        check_label_values(Path(item["label"]), {int(k): v for k, v in own.items()} if own else resolve_remap(remap))
 
 
 def combine_masks(case: Case, out: Path) -> Path:

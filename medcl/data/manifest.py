@@ -95,7 +95,7 @@ def _check_groups(path: Path, table: pd.DataFrame, require_both: bool) -> None:
 
 
 def _check_image(path: Path, row: int, image: str) -> None:
-    """The file exists and is an image whose header SimpleITK (or nibabel) can read."""
+    """The file exists and is a readable image with a usable spacing that is not (near-)constant."""
     import SimpleITK as sitk
 
     p = Path(image)
@@ -105,10 +105,14 @@ def _check_image(path: Path, row: int, image: str) -> None:
         return  # a DICOM series folder; read (and checked) when loaded
     if not p.name.lower().endswith(_IMAGE_SUFFIXES):
         raise MedclError(f"{path}: row {row + 1}: {image} is not an image file (unknown suffix)")
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(p))
+    from medcl.io.image import check_not_constant, read_header
+
     try:
-        reader.ReadImageInformation()
+        read_header(p)  # readable, with a usable voxel spacing
+        voxels = sitk.ReadImage(str(p))  # keep a reference: the array view does not own the voxels
+        check_not_constant(sitk.GetArrayViewFromImage(voxels), image)
+    except MedclError as exc:
+        raise MedclError(f"{path}: row {row + 1}: {exc}") from None
     except RuntimeError:
         raise MedclError(f"{path}: row {row + 1}: {image} is not a readable image") from None
 

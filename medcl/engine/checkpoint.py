@@ -58,11 +58,13 @@ def versions() -> dict[str, str]:
 def model_payload(family: str, net: nn.Module, config: dict[str, Any], label_map: dict[str, int] | None,
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``"medcl"`` entry of a checkpoint: the unwrapped network's CPU state dict and what rebuilds it."""
+    from medcl.utils import portable_config
+
     if not family:
         raise ValueError("model_payload: the family must be named")
     return {
         "family": family,
-        "config": config,
+        "config": portable_config(config),  # no absolute path of this machine
         "label_map": label_map,
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "versions": versions(),
@@ -177,16 +179,12 @@ def load_model_checkpoint(path: str | os.PathLike, family: str | None) -> Checkp
 
     if is_weights_path(path):
         return load_weights(path, family)
+    from medcl.io.checkpoint_file import safe_torch_load
+
     path = Path(path)
     if path.is_dir():  # a run folder, of any layout
         path = find_model(path)
-    if not path.is_file():
-        raise MedclError(f"{path}: checkpoint not found")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or holds pickled code
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise MedclError(f"{path}: not a loadable checkpoint ({reason})") from None
+    raw = safe_torch_load(path)  # refuses pickled code with medcl's own message
     payload = raw.get("medcl") if isinstance(raw, dict) else None
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise MedclError(f"{path}: not a medcl checkpoint (no 'medcl' entry)")

@@ -148,8 +148,9 @@ def build_trainer(
 
 def fit(trainer: L.Trainer, module: L.LightningModule, *, resume: str | os.PathLike | None = None, **data: Any) -> None:
     """``trainer.fit`` with a safe resume: the checkpoint is loaded with ``weights_only=True``."""
-    from medcl.errors import MedclError
 
-    if resume is not None and not Path(resume).is_file():
-        raise MedclError(f"{resume}: checkpoint to resume from not found")
+    if resume is not None:
+        from medcl.io.checkpoint_file import check_resume_checkpoint
+
+        check_resume_checkpoint(resume)  # refused here, never by Lightning's advice to disable the protection
     trainer.fit(module, ckpt_path=str(resume) if resume is not None else None, weights_only=True, **data)

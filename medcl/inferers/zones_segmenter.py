@@ -298,9 +298,10 @@ def read_scan(
     path: str | os.PathLike, series: str | None = None, channel: int | Sequence[int] | None = None
 ) -> MetaTensor:
     """Read and validate one scan: a 3D volume (``channel`` of a 4D one) of at least 2 voxels per axis."""
-    from medcl.io.image import read_image
+    from medcl.io.image import check_not_constant, read_image
 
     image = read_image(path, series=series, channel=channel)
     if min(image.shape[1:]) < 2:
         raise MedclError(f"{path}: has shape {tuple(image.shape[1:])}, a single slice; expected a 3D volume")
+    check_not_constant(image, path)
     return image

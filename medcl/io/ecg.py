@@ -159,17 +159,27 @@ def _read_record(base: Path) -> Any:
     return rec
 
 
+def check_repeated_leads(names: Sequence[str], where: str | Path) -> dict[int, int]:
+    """``{standard lead index: channel}``; a standard lead stored twice is an error naming it."""
+    position: dict[int, int] = {}
+    for i, name in enumerate(names):
+        j = _LEAD_INDEX.get(str(name).strip().lower())
+        if j is None:
+            continue
+        if j in position:
+            raise MedclError(f"{where}: lead {LEADS[j]} is stored twice (channels {position[j] + 1} and {i + 1}); "
+                             "which copy is meant is ambiguous")
+        position[j] = i
+    return position
+
+
 def lead_indices(names: list[str], where: str | Path) -> np.ndarray:
     """Indices of the 12 standard leads in ``names`` (case-insensitive; extra leads ignored).
 
     Raises:
         MedclError: naming every standard lead that is missing.
     """
-    position: dict[int, int] = {}
-    for i, name in enumerate(names):
-        j = _LEAD_INDEX.get(str(name).strip().lower())
-        if j is not None:
-            position.setdefault(j, i)
+    position = check_repeated_leads(names, where)
     missing = [lead for j, lead in enumerate(LEADS) if j not in position]
     if missing:
         raise MedclError(f"{where}: missing leads {', '.join(missing)} (file has {', '.join(names)})")
@@ -332,6 +342,7 @@ def read_ecg(
     min_fraction: float = 0.9,
     source_fs: float | None = None,
     source_leads: Sequence[str] | None = None,
+    upsample: bool = False,
 ) -> ECGRecord:
     """Read an ECG file of any supported format as a preprocessed 12-lead ECG.
 
@@ -345,15 +356,17 @@ def read_ecg(
         crop: which window a longer record keeps (``"start"`` or ``"center"``).
         min_fraction: shortest record, as a fraction of ``n_samples``, that is zero-padded.
         source_fs, source_leads: sampling rate and lead names of an array file (``--fs``/``--leads``).
+        upsample: allow a file sampled below ``fs`` (display only; a model's input never is).
 
     Returns:
         The :class:`ECGRecord` (signal float32 ``(12, n)`` mV in :data:`LEADS` order).
 
     Raises:
-        MedclError: missing/corrupt/unrecognised files, missing leads, unknown units, NaNs,
-            too-short records.
+        MedclError: missing/corrupt/unrecognised files, missing or repeated leads, unknown units,
+            NaNs, too-short records, a sampling rate that is not positive or is below ``fs``.
     """
-    view = {"fs": fs, "n_samples": n_samples, "highpass": highpass, "crop": crop, "min_fraction": min_fraction}
+    view = {"fs": fs, "n_samples": n_samples, "highpass": highpass, "crop": crop, "min_fraction": min_fraction,
+            "upsample": upsample}
     return read_ecg_views(path, [view], source_fs, source_leads)[0]
 
 
@@ -370,8 +383,11 @@ def read_ecg_views(
 
 def _view(raw: Any, base: Path, mv: np.ndarray, derived: list[str], fs: float | None = 100,
           n_samples: int | None = None, highpass: float | None = 0.5, crop: Crop = "start",
-          min_fraction: float = 0.9) -> ECGRecord:
+          min_fraction: float = 0.9, upsample: bool = False) -> ECGRecord:
     fs = raw.fs if fs is None else float(fs)
+    if not upsample and raw.fs < fs * (1 - 1e-6):
+        raise MedclError(f"{base}: sampled at {raw.fs:g} Hz, below the {fs:g} Hz needed (upsampling cannot "
+                         "restore what the recording lacks)")
     signal = preprocess(mv, raw.fs, fs, n_samples, highpass, base, crop, min_fraction)
     return ECGRecord(
         signal=signal,
@@ -390,6 +406,17 @@ def _view(raw: Any, base: Path, mv: np.ndarray, derived: list[str], fs: float | 
     )
 
 
+def check_fs(fs: Any, where: str | Path) -> float:
+    """A sampling rate must be a finite number above 0 Hz."""
+    try:
+        value = float(fs)
+    except (TypeError, ValueError):
+        raise MedclError(f"{where}: sampling rate {fs!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise MedclError(f"{where}: sampling rate {value:g} Hz is not positive")
+    return value
+
+
 def read_raw_ecg(
     path: str | Path, source_fs: float | None = None, source_leads: Sequence[str] | None = None
 ) -> tuple[Any, Path]:
@@ -401,8 +428,11 @@ def read_raw_ecg(
 
     fmt = detect_format(path)
     if fmt != "wfdb":
-        return read_raw(path, fmt, source_fs, source_leads), Path(path)
+        raw = read_raw(path, fmt, source_fs, source_leads)
+        check_fs(raw.fs, path)
+        return raw, Path(path)
     base = record_base(path)
+    check_fs(_read_header(base).fs, f"{base}.hea")
     rec = _read_record(base)
     used = [str(n).strip().lower() in _LEAD_INDEX for n in rec.sig_name]  # other channels' units are not needed
     factors = np.array([unit_factors([u], base)[0] if k else 1.0 for u, k in zip(rec.units, used)])
@@ -435,8 +465,10 @@ def inspect_ecg(path: str | Path, source_fs: float | None = None, source_leads: 
         }
     base = record_base(path)
     header = _read_header(base)
+    fs = check_fs(header.fs, f"{base}.hea")
+    _check_signal_files(header, base)
+    check_repeated_leads(list(header.sig_name or []), f"{base}.hea")
     meta = parse_comments(list(header.comments or []))
-    fs = float(header.fs)
     names = list(header.sig_name or [])
     present = {n.strip().lower() for n in names}
     derived = list(_LIMB) if {"i", "ii"} <= present and not present & {x.lower() for x in _LIMB} else []

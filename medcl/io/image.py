@@ -9,11 +9,13 @@ conversion happens in exactly one place, :func:`sitk_affine` (and its inverse
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,9 @@ __all__ = [
     "LoadScand",
     "SITKReader",
     "affine_to_sitk_geometry",
+    "allow_nonuniform_slices",
+    "check_not_constant",
+    "check_spacing",
     "inspect_image",
     "is_image_path",
     "list_dicom_series",
@@ -49,6 +54,11 @@ __all__ = [
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _DESCRIPTION_TAG = "0008|103e"
+MIN_SPACING_MM = 1e-4
+MAX_SPACING_MM = 100.0
+"""Voxel spacing outside this range (mm) is a broken header, never a real scan."""
+CONSTANT_RELATIVE_RANGE = 1e-4
+"""An image whose intensity range is below this fraction of its largest magnitude is (near-)constant."""
 _ITK_PREFIX = re.compile(r"^.*?ERROR:\s*(\w+\(0x[0-9a-fA-F]+\):\s*)?")
 
 
@@ -136,12 +146,102 @@ def choose_series(folder: str | os.PathLike, series: str | None = None) -> Dicom
     raise MedclError(f"{folder}: {problem}; choose one by UID or description: {listing}")
 
 
+_NONUNIFORM: contextvars.ContextVar[bool] = contextvars.ContextVar("medcl_allow_nonuniform", default=False)
+
+
+@contextlib.contextmanager
+def allow_nonuniform_slices(allow: bool = True) -> Iterator[None]:
+    """Within the block, DICOM series with missing slices or uneven slice spacing are resampled onto a
+    uniform grid (linear interpolation between the stored slices) instead of refused (``--allow-nonuniform``)."""
+    token = _NONUNIFORM.set(bool(allow))
+    try:
+        yield
+    finally:
+        _NONUNIFORM.reset(token)
+
+
+def _slice_offsets(image: sitk.Image, files: Sequence[str]) -> np.ndarray:
+    """Position of each file's slice along the volume's third axis (mm from the first), from the DICOM headers."""
+    origin = np.asarray(image.GetOrigin())
+    normal = np.asarray(image.GetDirection()).reshape(3, 3)[:, 2]
+    offsets = []
+    for f in files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(f)
+        reader.ReadImageInformation()
+        offsets.append(float(np.dot(np.asarray(reader.GetOrigin()) - origin, normal)))
+    return np.asarray(offsets)
+
+
+def _unreadable_files(folder: Path, used: Sequence[str]) -> list[str]:
+    """``.dcm`` files beside the series' files that belong to no series (truncated or corrupt)."""
+    used_set = {Path(f).resolve() for f in used}
+    bad = []
+    for f in sorted({Path(u).parent for u in used}):
+        for candidate in f.glob("*.dcm"):
+            if candidate.resolve() in used_set:
+                continue
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(candidate))
+            try:
+                reader.ReadImageInformation()
+            except RuntimeError:
+                bad.append(candidate.name)
+    return bad
+
+
+def _uniform_slices(folder: Path, image: sitk.Image, files: Sequence[str]) -> sitk.Image:
+    """The series on uniformly spaced slices; a gap or uneven spacing is an error unless allowed."""
+    if len(files) < 2:
+        return image
+    offsets = _slice_offsets(image, files)
+    steps = np.diff(offsets)
+    step = float(np.median(steps))
+    unreadable = _unreadable_files(folder, files)
+    uneven = step <= 0 or bool(np.any(np.abs(steps - step) > max(0.01 * abs(step), 1e-3)))
+    if not uneven and not unreadable:
+        return image
+    if not uneven:
+        raise MedclError(f"{folder}: DICOM slice file(s) {', '.join(unreadable)} are truncated or unreadable; "
+                         "the series would have a missing slice")
+    where = int(np.argmax(np.abs(steps - step)))
+    problem = (f"slice spacing is not uniform ({steps.min():.4g} to {steps.max():.4g} mm, median {step:.4g} mm; "
+               f"between slices {where + 1} and {where + 2})")
+    if steps.max() > 1.5 * step:
+        problem += "; a slice is missing" + (f" ({', '.join(unreadable)} unreadable)" if unreadable else "")
+    if not _NONUNIFORM.get():
+        raise MedclError(f"{folder}: {problem}; use --allow-nonuniform to resample onto uniform slices")
+    if step <= 0:
+        raise MedclError(f"{folder}: {problem}; slices overlap, cannot resample")
+    return _resample_slices(image, offsets, step)
+
+
+def _resample_slices(image: sitk.Image, offsets: np.ndarray, step: float) -> sitk.Image:
+    """Linear interpolation of the stored slices (at ``offsets`` mm) onto slices every ``step`` mm."""
+    voxels = sitk.GetArrayFromImage(image).astype(np.float32)  # (z, y, x)
+    n = int(round((offsets[-1] - offsets[0]) / step)) + 1
+    target = offsets[0] + step * np.arange(n)
+    upper = np.clip(np.searchsorted(offsets, target, side="right"), 1, len(offsets) - 1)
+    w = ((target - offsets[upper - 1]) / (offsets[upper] - offsets[upper - 1])).clip(0, 1)[:, None, None]
+    out = sitk.GetImageFromArray(voxels[upper - 1] * (1 - w) + voxels[upper] * w)
+    out.SetOrigin(image.GetOrigin())
+    out.SetDirection(image.GetDirection())
+    out.SetSpacing((*image.GetSpacing()[:2], step))
+    return out
+
+
 def _read_dicom_series(folder: Path, series: str | None) -> tuple[sitk.Image, dict[str, Any]]:
     chosen = choose_series(folder, series)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(chosen.files)
     image = _execute(reader, folder)
-    return image, {"series_uid": chosen.uid, "series_description": chosen.description}
+    if image.GetDimension() == 3:
+        uniform = _uniform_slices(folder, image, chosen.files)
+        extra = {"resampled_slices": uniform is not image}
+        image = uniform
+    else:
+        extra = {}
+    return image, {"series_uid": chosen.uid, "series_description": chosen.description, **extra}
 
 
 # --------------------------------------------------------------------------------------- files
@@ -218,10 +318,47 @@ def _check_nifti_voxels(path: Path, nifti: Any) -> None:
         raise MedclError(f"{path}: contains {bad} NaN/Inf voxels")
 
 
-def _check_nifti_file(path: Path) -> None:
-    """Checks SimpleITK's NIfTI reader skips: zero size, truncation (zero-filled) and NaN/Inf (zeroed)."""
+def _raw_nifti_spacing(path: Path) -> np.ndarray | None:
+    """The voxel spacing a NIfTI-1 header stores, before any reader "fixes" it (both nibabel and the
+    NIfTI C library silently turn a zero ``pixdim`` into 1 mm and a negative one into its absolute value)."""
+    import gzip
+
     import nibabel as nib
 
+    try:
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as handle:
+            block = handle.read(348)
+        header = nib.Nifti1Header(block, check=False)
+    except Exception:  # noqa: BLE001 - not a NIfTI-1 header: the readers report it
+        return None
+    if int(header["sizeof_hdr"]) != 348:
+        return None
+    ndim = int(np.clip(header["dim"][0], 1, 3))
+    if int(header["sform_code"]) > 0:
+        srow = np.stack([header["srow_x"], header["srow_y"], header["srow_z"]])[:, :ndim]
+        return np.linalg.norm(srow, axis=0)
+    return np.asarray(header["pixdim"][1 : 1 + ndim], dtype=np.float64)
+
+
+def check_spacing(path: str | os.PathLike, spacing: Sequence[float]) -> None:
+    """Voxel spacing must be finite and within [MIN_SPACING_MM, MAX_SPACING_MM] on every axis."""
+    values = np.asarray(spacing, dtype=np.float64)
+    if values.size and not (np.isfinite(values).all() and (values >= MIN_SPACING_MM).all()
+                            and (values <= MAX_SPACING_MM).all()):
+        shown = ", ".join(f"{v:g}" for v in values)
+        raise MedclError(f"{path}: voxel spacing ({shown}) mm is not usable; each axis must be between "
+                         f"{MIN_SPACING_MM:g} and {MAX_SPACING_MM:g} mm (fix the header; it is never replaced by 1 mm)")
+
+
+def _check_nifti_file(path: Path) -> None:
+    """Checks SimpleITK's NIfTI reader skips: bad spacing (made 1 mm), zero size, truncation (zero-filled)
+    and NaN/Inf (zeroed)."""
+    import nibabel as nib
+
+    raw_spacing = _raw_nifti_spacing(path)
+    if raw_spacing is not None:
+        check_spacing(path, raw_spacing)
     try:
         nifti = nib.load(path)
     except Exception:  # noqa: BLE001 - not parseable by nibabel: SimpleITK reports it
@@ -240,16 +377,22 @@ def _check_nifti_file(path: Path) -> None:
 
 
 def read_header(path: str | os.PathLike) -> sitk.ImageFileReader:
-    """A SimpleITK reader holding the header of ``path`` (no voxels read); one-line error otherwise."""
+    """A SimpleITK reader holding the header of ``path`` (no voxels read); one-line error otherwise,
+    also for a voxel spacing that is not usable (:func:`check_spacing`, on the header as stored)."""
     path = Path(path)
     if not path.is_file():
         raise MedclError(f"{path}: no such file")
+    if path.name.lower().endswith(NIFTI_SUFFIXES):
+        stored = _raw_nifti_spacing(path)
+        if stored is not None:
+            check_spacing(path, stored)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError as err:
         raise MedclError(f"{path}: not a readable image ({_first_line(err)})") from None
+    check_spacing(path, reader.GetSpacing()[:3])
     return reader
 
 
@@ -286,13 +429,28 @@ def size_4d_channels(image: sitk.Image) -> int:
 
 
 def _check_voxels(path: os.PathLike, image: sitk.Image) -> None:
-    """Reject a wrong dimension (DICOM series) and NaN/Inf voxels."""
+    """Reject a wrong dimension (DICOM series), unusable spacing and NaN/Inf voxels."""
     _check_header(path, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
+    check_spacing(path, image.GetSpacing())
     voxels = sitk.GetArrayViewFromImage(image)
     if voxels.dtype.kind == "f":
         bad = voxels.size - int(np.count_nonzero(np.isfinite(voxels)))
         if bad:
             raise MedclError(f"{path}: contains {bad} NaN/Inf voxels")
+
+
+def check_not_constant(image: Any, path: str | os.PathLike) -> None:
+    """A (near-)constant scan (blank, all one value, or noise far below its level) carries no anatomy:
+    refuse it instead of segmenting/embedding/training on it.
+
+    Near-constant: ``max - min <= CONSTANT_RELATIVE_RANGE * max(|min|, |max|)``.
+    """
+    data = image.as_tensor() if hasattr(image, "as_tensor") else image
+    data = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
+    low, high = float(np.min(data)), float(np.max(data))
+    if high - low <= CONSTANT_RELATIVE_RANGE * max(abs(low), abs(high)):
+        kind = "constant" if high == low else "near-constant"
+        raise MedclError(f"{path}: image is {kind} (intensities {low:g} to {high:g}); it holds no anatomy")
 
 
 def read_sitk_image(

@@ -25,13 +25,12 @@ _PREFIXES = ("module.", "model.", "backbone.", "encoder.")
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a ``.pth``/``.pt`` state dict (or a checkpoint holding ``state_dict``), loaded safely."""
+    from medcl.io.checkpoint_file import safe_torch_load
+
     path = Path(path)
     if not path.is_file():
         raise MedclError(f"{path}: model.init weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated zip files, unsafe globals
-        raise MedclError(f"{path}: not a readable PyTorch state dict ({type(exc).__name__})") from None
+    obj = safe_torch_load(path, "state dict")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -230,10 +230,9 @@ def load_resnet18_2d(backbone: ResNet2DMap, path: str) -> list[str]:
         MedclError: the file is missing/unreadable, or its shapes do not fit (needs ``width=64``,
             ``layers=[2, 2, 2, 2]``).
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise MedclError(f"{path}: cannot read a ResNet-18 state dict ({exc.__class__.__name__})") from None
+    from medcl.io.checkpoint_file import safe_torch_load
+
+    state = safe_torch_load(path, "ResNet-18 state dict")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     target = backbone.net.state_dict()

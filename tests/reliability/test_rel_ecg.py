@@ -1,0 +1,216 @@
+"""Corpus: ECG records (real CinC/PTB records rewritten bad at test time) through ecg predict/report, data inspect."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_no_traceback, assert_ok, assert_user_error, leftovers, run_cli
+
+CINC = Path("ecg/cinc2021-sample")
+
+
+def _rewrite(real: Path, out: Path, name: str, *, fs: float | None = None, leads: list[str] | None = None,
+             signal=None, decimate: int = 1) -> Path:
+    """Rewrite real record HR06000 as WFDB (format 16) with other leads/rate/samples; returns the record path."""
+    import wfdb
+
+    rec = wfdb.rdrecord(str(real / CINC / "HR06000"))
+    sig = rec.p_signal[::decimate] if signal is None else signal(rec.p_signal)
+    names = leads or list(rec.sig_name)
+    out.mkdir(parents=True, exist_ok=True)
+    placeholder = [f"X{i}" for i in range(len(names))]  # wfdb refuses to write repeated names: patch them in
+    wfdb.wrsamp(name, fs=rec.fs / decimate if fs is None else fs, units=["mV"] * sig.shape[1], sig_name=placeholder,
+                p_signal=sig, fmt=["16"] * sig.shape[1], adc_gain=[1000.0] * sig.shape[1],
+                baseline=[0] * sig.shape[1], write_dir=str(out))
+    hea = out / f"{name}.hea"
+    first, *lines = hea.read_text().splitlines()
+    lines = [" ".join([*ln.split()[:-1], lead]) if i < len(names) else ln for i, (ln, lead) in
+             enumerate(zip(lines, [*names, *[""] * len(lines)]))]
+    hea.write_text("\n".join([first, *lines]) + "\n")
+    return out / name
+
+
+def _predict(records, ckpt, *extra):
+    return run_cli("ecg", "predict", *records, "--checkpoint", ckpt, *extra)
+
+
+def test_ecg_real_record_predicts(real, ecg_checkpoint, tmp_path):
+    run = _predict([real / CINC / "HR06000.hea"], ecg_checkpoint, "--out", tmp_path / "out")
+    assert_ok(run)
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_ecg_duplicated_lead_is_refused(real, ecg_checkpoint, tmp_path):
+    names = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V1", "V3", "V4", "V5", "V6"]
+    rec = _rewrite(real, tmp_path, "dup", leads=names)
+    run = _predict([f"{rec}.hea"], ecg_checkpoint)
+    line = assert_user_error(run, "dup", "V1", code=1)
+    assert "twice" in line or "duplicate" in line
+
+
+def test_ecg_extra_copy_of_a_lead_is_refused(real, ecg_checkpoint, tmp_path):
+    names = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6", "V2"]
+    rec = _rewrite(real, tmp_path, "dup13", leads=names, signal=lambda s: np.concatenate([s, s[:, 7:8]], 1))
+    assert_user_error(_predict([f"{rec}.hea"], ecg_checkpoint), "dup13", "V2", code=1)
+
+
+def test_ecg_50hz_for_a_100hz_model(real, ecg_checkpoint, tmp_path):
+    rec = _rewrite(real, tmp_path, "low", decimate=10)
+    line = assert_user_error(_predict([f"{rec}.hea"], ecg_checkpoint), "low", code=1)
+    assert "50" in line and "100" in line
+
+
+def test_ecg_fs_zero_inspect(real, tmp_path):
+    rec = _rewrite(real, tmp_path, "fs0")
+    hea = Path(f"{rec}.hea")
+    first, *rest = hea.read_text().splitlines()
+    parts = first.split()
+    parts[2] = "0"
+    hea.write_text("\n".join([" ".join(parts), *rest]) + "\n")
+    line = assert_user_error(run_cli("data", "inspect", hea), "fs0")
+    assert "ZeroDivision" not in line
+
+
+def test_ecg_fs_zero_predict(real, ecg_checkpoint, tmp_path):
+    rec = _rewrite(real, tmp_path, "fs0")
+    hea = Path(f"{rec}.hea")
+    first, *rest = hea.read_text().splitlines()
+    parts = first.split()
+    parts[2] = "0"
+    hea.write_text("\n".join([" ".join(parts), *rest]) + "\n")
+    line = assert_user_error(_predict([hea], ecg_checkpoint), "fs0", code=1)
+    assert "ZeroDivision" not in line
+
+
+@pytest.mark.parametrize("fs", ["0", "-100", "nan"])
+def test_ecg_array_fs_option(fs, real, ecg_checkpoint, tmp_path):
+    import wfdb
+
+    arr = tmp_path / "rec.npy"
+    np.save(arr, wfdb.rdrecord(str(real / CINC / "HR06001")).p_signal.T.astype(np.float32))
+    assert_user_error(_predict([arr], ecg_checkpoint, "--fs", fs, "--leads",
+                               "I,II,III,aVR,aVL,aVF,V1,V2,V3,V4,V5,V6"), "--fs")
+
+
+def test_ecg_array_duplicated_lead_names(real, ecg_checkpoint, tmp_path):
+    import wfdb
+
+    arr = tmp_path / "rec.npy"
+    np.save(arr, wfdb.rdrecord(str(real / CINC / "HR06001")).p_signal.T.astype(np.float32))
+    run = _predict([arr], ecg_checkpoint, "--fs", "500", "--leads", "I,II,III,aVR,aVL,aVF,V1,V2,V3,V4,V4,V6")
+    assert_user_error(run, "V4", code=1)
+
+
+def test_ecg_inspect_header_without_signal_file(real, tmp_path):
+    shutil.copy(real / CINC / "HR06002.hea", tmp_path / "HR06002.hea")
+    assert_user_error(run_cli("data", "inspect", tmp_path / "HR06002.hea"), "HR06002", "HR06002.mat")
+
+
+def test_ecg_predict_header_without_signal_file(real, ecg_checkpoint, tmp_path):
+    shutil.copy(real / CINC / "HR06002.hea", tmp_path / "HR06002.hea")
+    assert_user_error(_predict([tmp_path / "HR06002.hea"], ecg_checkpoint), "HR06002.mat", code=1)
+
+
+def test_ecg_truncated_signal_file(real, ecg_checkpoint, tmp_path):
+    for suffix in (".hea", ".mat"):
+        shutil.copy(real / CINC / f"HR06003{suffix}", tmp_path / f"HR06003{suffix}")
+    mat = tmp_path / "HR06003.mat"
+    mat.write_bytes(mat.read_bytes()[: mat.stat().st_size // 2])
+    assert_user_error(_predict([tmp_path / "HR06003.hea"], ecg_checkpoint), "HR06003", code=1)
+
+
+def test_ecg_nan_samples(real, ecg_checkpoint, tmp_path):
+    arr = tmp_path / "nan.npy"
+    import wfdb
+
+    sig = wfdb.rdrecord(str(real / CINC / "HR06001")).p_signal.T.astype(np.float32)
+    sig[3, 100:200] = np.nan
+    np.save(arr, sig)
+    run = _predict([arr], ecg_checkpoint, "--fs", "500", "--leads", "I,II,III,aVR,aVL,aVF,V1,V2,V3,V4,V5,V6")
+    assert_user_error(run, "nan.npy", "NaN", code=1)
+
+
+def test_ecg_header_without_signal_lines(ecg_checkpoint, tmp_path):
+    (tmp_path / "bad.hea").write_text("bad 12 500 5000\n")
+    assert_user_error(_predict([tmp_path / "bad.hea"], ecg_checkpoint), "bad", code=1)
+
+
+def test_ecg_skipped_lines_go_to_stderr(real, ecg_checkpoint, tmp_path):
+    (tmp_path / "bad.hea").write_text("bad 12 500 5000\n")
+    run = _predict([real / CINC / "HR06000.hea", tmp_path / "bad.hea"], ecg_checkpoint, "--out", tmp_path / "out")
+    assert_no_traceback(run)
+    assert run.code == 1
+    assert not any("skipped" in ln.split(" into ")[0] or "/bad" in ln for ln in run.out.splitlines()), run.out
+    assert any("/bad" in ln for ln in run.error_lines())
+
+
+def test_ecg_predict_batch_size_zero(real, ecg_checkpoint):
+    assert_user_error(_predict([real / CINC / "HR06000.hea"], ecg_checkpoint, "--batch-size", "0"), "--batch-size")
+
+
+def test_ecg_report_ig_steps_zero(real, ecg_checkpoint, tmp_path):
+    run = run_cli("ecg", "report", real / CINC / "HR06000.hea", "--checkpoint", ecg_checkpoint,
+                  "--out", tmp_path / "rep", "--ig-steps", "0")
+    assert_user_error(run, "--ig-steps")
+    assert not (tmp_path / "rep").exists()
+
+
+def test_ecg_report_batch_size_zero(real, ecg_checkpoint, tmp_path):
+    run = run_cli("ecg", "report", real / CINC / "HR06000.hea", "--checkpoint", ecg_checkpoint,
+                  "--out", tmp_path / "rep", "--batch-size", "0")
+    assert_user_error(run, "--batch-size")
+
+
+def test_ecg_report_with_a_failure_exits_1(real, ecg_checkpoint, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.hea").write_text("bad 12 500 5000\n")
+    run = run_cli("ecg", "report", real / CINC / "HR06000.hea", tmp_path / "in" / "bad.hea",
+                  "--checkpoint", ecg_checkpoint, "--out", tmp_path / "rep", "--ig-steps", "2")
+    assert_user_error(run, "bad", code=1)
+    assert (tmp_path / "rep" / "index.html").is_file()
+
+
+def test_ecg_report_holds_no_absolute_record_path(real, ecg_checkpoint, tmp_path):
+    folder = tmp_path / "records"
+    for suffix in (".hea", ".mat"):
+        shutil.copy(real / CINC / f"HR06004{suffix}", folder.mkdir(exist_ok=True) or folder / f"HR06004{suffix}")
+    run = run_cli("ecg", "report", folder / "HR06004.hea", "--checkpoint", ecg_checkpoint,
+                  "--out", tmp_path / "rep", "--ig-steps", "2")
+    assert_ok(run)
+    for name in ("report.json", "index.html"):
+        assert str(folder) not in (tmp_path / "rep" / name).read_text(), name
+    assert leftovers(tmp_path / "rep") == []
+
+
+def test_ecg_predictions_hold_no_absolute_record_path(real, ecg_checkpoint, tmp_path):
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for suffix in (".hea", ".mat"):
+        shutil.copy(real / CINC / f"HR06005{suffix}", folder / f"HR06005{suffix}")
+    run = _predict([folder / "HR06005.hea"], ecg_checkpoint, "--out", tmp_path / "out")
+    assert_ok(run)
+    text = (tmp_path / "out" / "predictions.json").read_text()
+    assert str(folder) not in text
+    assert json.loads(text)["records"][0]["record_id"] == "HR06005"
+
+
+def test_ecg_too_short_record(real, ecg_checkpoint, tmp_path):
+    rec = _rewrite(real, tmp_path, "short", signal=lambda s: s[:1500])
+    assert_user_error(_predict([f"{rec}.hea"], ecg_checkpoint), "short", code=1)
+
+
+def test_ecg_ptb_1000hz_real_record(real, ecg_checkpoint):
+    assert_ok(_predict([real / "ecg" / "ptb-diagnostic" / "s0010_re.hea"], ecg_checkpoint))
+
+
+def test_ecg_out_below_a_file(real, ecg_checkpoint, tmp_path):
+    (tmp_path / "f").write_text("x")
+    assert_user_error(_predict([real / CINC / "HR06000.hea"], ecg_checkpoint, "--out", tmp_path / "f" / "o"), "f")
+
+
+def test_ecg_out_not_writable(real, ecg_checkpoint):
+    assert_user_error(_predict([real / CINC / "HR06000.hea"], ecg_checkpoint, "--out", "/proc/medcl-o"), "/proc/medcl-o")

@@ -1,0 +1,220 @@
+"""Corpus: killed runs (SIGKILL mid-write, mid-cache-build, mid-training), exact resume, portable checkpoints."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+from conftest import REPO, assert_ok, leftovers, run_cli
+
+CINC = Path("ecg/cinc2021-sample")
+TINY_ECG = ["train.accelerator=cpu", "train.loggers=[]", "train.deterministic=true", "train.num_workers=0"]
+
+
+def _python(code: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+                            cwd=REPO, **kw)
+
+
+def _records(real: Path, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for f in sorted((real / CINC).glob("HR0600[0-4].*")):
+        shutil.copy(f, out / f.name)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- mid-write
+
+
+def test_fault_sigkill_mid_atomic_write_is_swept_by_the_next_run(real, ecg_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    code = ("import os, signal; from medcl.utils import atomic_write_path\n"
+            f"with atomic_write_path({str(out / 'predictions.json')!r}) as tmp:\n"
+            "    tmp.write_text('{\"half\": ')\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    assert _python(code).wait(60) == -signal.SIGKILL
+    assert leftovers(out), "the killed writer left no temporary file (nothing to sweep)"
+    run = run_cli("ecg", "predict", real / CINC / "HR06000.hea", "--checkpoint", ecg_checkpoint, "--out", out)
+    assert_ok(run)
+    assert leftovers(out) == []
+
+
+def test_fault_sigkill_mid_segment_is_swept(real, zones_checkpoint, tmp_path):
+    from conftest import crop_real_t2
+
+    img = crop_real_t2(real, tmp_path)
+    out = tmp_path / "out"
+    code = ("import os, signal; from medcl.utils import atomic_write_path\n"
+            f"with atomic_write_path({str(out / 't2_zones.nii.gz')!r}) as tmp:\n"
+            "    tmp.write_bytes(b'\\x1f\\x8b half')\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    assert _python(code).wait(60) == -signal.SIGKILL
+    run = run_cli("zones", "segment", img, "--checkpoint", zones_checkpoint, "--out", out, "--no-tta", "--roi", "center")
+    assert_ok(run)
+    assert leftovers(out) == []
+    assert (out / "t2_zones.nii.gz").stat().st_size > 100
+
+
+# ----------------------------------------------------------------------------------------- mid-cache
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_fault_sigkill_mid_cache_build(real, tmp_path):
+    """Workers die with their parent; the partial .npy is never reused and is gone after the next build."""
+    from medcl.data.ecg_cache import DecodeParams, build_cache
+    from medcl.io.ecg import read_ecg
+
+    folder = _records(real, tmp_path / "rec")
+    cache = tmp_path / "cache"
+    script = tmp_path / "build.py"
+    script.write_text(
+        "import time\nfrom medcl.data import ecg_cache\n"
+        "from medcl.data.ecg_cache import DecodeParams, build_cache\n"
+        "ecg_cache.MIN_RECORDS_PER_WORKER = 1\n"
+        "real_decode = ecg_cache._decode_rows\n"
+        f"recs = sorted(str(p.with_suffix('')) for p in __import__('pathlib').Path({str(folder)!r}).glob('*.hea'))\n"
+        "if __name__ == '__main__':\n"
+        f"    build_cache(recs * 40, DecodeParams(fs=100, n_samples=1000), {str(cache)!r}, 'corpus', workers=2, chunk=4)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline, kids = time.time() + 60, []
+    while time.time() < deadline and proc.poll() is None:
+        kids = [k for k in _children(proc.pid) if "spawn" in " ".join(k.cmdline())]
+        if len(kids) >= 2 and list(cache.glob("*.npy")):
+            break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.skip("the build finished before it could be killed (machine too fast)")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    gone, alive = psutil.wait_procs(kids, timeout=10)
+    assert not alive, f"decode workers outlived their killed parent: {[p.pid for p in alive]}"
+    recs = sorted(str(p.with_suffix("")) for p in folder.glob("*.hea"))
+    built = build_cache(recs, DecodeParams(fs=100, n_samples=1000), cache, "corpus", workers=1)
+    assert np.array_equal(built.array[2], read_ecg(recs[2], fs=100, n_samples=1000).signal)
+    assert sorted(p.name for p in cache.iterdir()) == sorted([built.npy.name, built.npy.with_suffix(".json").name])
+
+
+def test_fault_partial_cache_without_index_is_not_reused(real, tmp_path):
+    from medcl.data.ecg_cache import DecodeParams, build_cache, cache_key
+    from medcl.io.ecg import read_ecg
+
+    folder = _records(real, tmp_path / "rec")
+    recs = sorted(str(p.with_suffix("")) for p in folder.glob("*.hea"))
+    params = DecodeParams(fs=100, n_samples=1000)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stem = f"corpus-{cache_key(recs, params)}"
+    np.save(cache / f"{stem}.npy", np.zeros((len(recs), 12, 1000), np.float32))  # a build killed before its index
+    built = build_cache(recs, params, cache, "corpus", workers=1)
+    assert np.array_equal(built.array[0], read_ecg(recs[0], fs=100, n_samples=1000).signal)
+
+
+# ----------------------------------------------------------------------------------------- training, resume
+
+
+@pytest.fixture(scope="module")
+def synth_ecg(tmp_path_factory) -> Path:
+    from medcl.data.synthetic.ecg import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("synth_ecg") / "ptbxl", 60, 0).parent
+
+
+def _ecg_train(root: Path, out: Path, *extra: str, env=None):
+    extra = tuple(map(str, extra))
+    options = [a for i, a in enumerate(extra) if a.startswith("--") or (i and extra[i - 1].startswith("--"))]
+    overrides = [a for a in extra if a not in options]
+    return run_cli("ecg", "train", "--config", REPO / "configs/ecg/tiny.yaml", "--out", out, *options,
+                   f"data.root={root}", *TINY_ECG, *overrides, env=env)
+
+
+@pytest.fixture(scope="module")
+def ecg_run(synth_ecg, tmp_path_factory):
+    base = tmp_path_factory.mktemp("ecg_run")
+    cache = base / "cache"
+    run = _ecg_train(synth_ecg, base / "run", "train.max_epochs=1", "optim.head_epochs=1",
+                     env={"MEDCL_CACHE_DIR": str(cache)})
+    assert_ok(run)
+    return base, run
+
+
+def _strings(obj) -> list[str]:
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in _strings(v)]
+    if isinstance(obj, (list, tuple)):
+        return [s for v in obj for s in _strings(v)]
+    return [obj] if isinstance(obj, str) else []
+
+
+def test_ckpt_ecg_is_portable(ecg_run, synth_ecg):
+    base, _ = ecg_run
+    from medcl.engine.checkpoint import find_model
+
+    ckpt = torch.load(find_model(base / "run"), map_location="cpu", weights_only=True)
+    absolute = [s for s in _strings(ckpt["medcl"]["config"]) if s.startswith("/")]
+    assert absolute == [], absolute
+
+
+def test_ckpt_ecg_evaluate_caches_only_under_medcl_cache_dir(ecg_run, synth_ecg, tmp_path):
+    base, _ = ecg_run
+    from medcl.engine.checkpoint import find_model
+
+    ckpt = torch.load(find_model(base / "run"), map_location="cpu", weights_only=True)
+    foreign = tmp_path / "other-machine" / "cache"
+    ckpt["medcl"]["config"]["data"]["cache_dir"] = str(foreign)
+    moved = tmp_path / "moved.ckpt"
+    torch.save(ckpt, moved)
+    mine = tmp_path / "mine"
+    run = run_cli("ecg", "evaluate", "--checkpoint", moved, "--data", synth_ecg, "--out", tmp_path / "ev",
+                  "--bootstrap", "5", env={"MEDCL_CACHE_DIR": str(mine)})
+    assert_ok(run)
+    assert not foreign.exists(), "ecg evaluate wrote into the cache_dir stored in the checkpoint"
+    assert list(mine.rglob("*.npy"))
+
+
+@pytest.mark.parametrize("stages", ["joint", "joint,project,fusion"])
+def test_fault_sigkill_mid_training_then_exact_resume(stages, synth_ecg, tmp_path):
+    """Killed after the first last.ckpt, resumed: the chain ends bit-identical to an uninterrupted run."""
+    env = {"MEDCL_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["--stages", stages, "train.max_epochs=3", "optim.head_epochs=2"]
+    assert_ok(_ecg_train(synth_ecg, tmp_path / "full", *args, env=env))
+    cmd = ("import sys; from medcl.cli import main; sys.exit(main(sys.argv[1:]))")
+    argv = ["ecg", "train", "--config", str(REPO / "configs/ecg/tiny.yaml"), "--out", str(tmp_path / "cut"),
+            "--stages", stages, f"data.root={synth_ecg}", *TINY_ECG, *args[2:]]
+    proc = subprocess.Popen([sys.executable, "-c", cmd, *argv], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+    from medcl.engine.checkpoint import checkpoint_dir, find_model
+
+    last = checkpoint_dir(tmp_path / "cut", "joint") / "last.ckpt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not last.is_file():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert last.is_file()
+    assert_ok(_ecg_train(synth_ecg, tmp_path / "cut", *args, "--resume", last, env=env))
+    a = torch.load(find_model(tmp_path / "full"), map_location="cpu", weights_only=True)["medcl"]["state_dict"]
+    b = torch.load(find_model(tmp_path / "cut"), map_location="cpu", weights_only=True)["medcl"]["state_dict"]
+    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    assert worst == 0.0, f"resumed weights differ from the uninterrupted run by up to {worst}"
+
+
+def test_ckpt_hostile_ecg_train_resume(hostile_checkpoint, synth_ecg, tmp_path):
+    from conftest import assert_user_error
+
+    run = _ecg_train(synth_ecg, tmp_path / "r", "--resume", str(hostile_checkpoint),
+                     env={"MEDCL_CACHE_DIR": str(tmp_path / "cache")})
+    line = assert_user_error(run, "hostile.ckpt", "refused")
+    assert "posix.system" in line and "will likely succeed" not in run.err and "GPU available" not in run.err
