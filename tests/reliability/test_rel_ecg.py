@@ -64,24 +64,24 @@ def test_ecg_50hz_for_a_100hz_model(real, ecg_checkpoint, tmp_path):
     assert "50" in line and "100" in line
 
 
-def test_ecg_fs_zero_inspect(real, tmp_path):
-    rec = _rewrite(real, tmp_path, "fs0")
-    hea = Path(f"{rec}.hea")
+def _header_with_fs_zero(real, tmp_path) -> Path:
+    """A copy of a real record whose header states a sampling rate of 0 Hz."""
+    hea = Path(f"{_rewrite(real, tmp_path, 'fs0')}.hea")
     first, *rest = hea.read_text().splitlines()
     parts = first.split()
     parts[2] = "0"
     hea.write_text("\n".join([" ".join(parts), *rest]) + "\n")
+    return hea
+
+
+def test_ecg_fs_zero_inspect(real, tmp_path):
+    hea = _header_with_fs_zero(real, tmp_path)
     line = assert_user_error(run_cli("data", "inspect", hea), "fs0")
     assert "ZeroDivision" not in line
 
 
 def test_ecg_fs_zero_predict(real, ecg_checkpoint, tmp_path):
-    rec = _rewrite(real, tmp_path, "fs0")
-    hea = Path(f"{rec}.hea")
-    first, *rest = hea.read_text().splitlines()
-    parts = first.split()
-    parts[2] = "0"
-    hea.write_text("\n".join([" ".join(parts), *rest]) + "\n")
+    hea = _header_with_fs_zero(real, tmp_path)
     line = assert_user_error(_predict([hea], ecg_checkpoint), "fs0", code=1)
     assert "ZeroDivision" not in line
 
