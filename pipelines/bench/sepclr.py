@@ -276,7 +276,8 @@ def step_vs_reference(repeats: int = 3, batch: int = 64, size: int = 24, device=
 
     from medcl.config import load_config
     from medcl.pipelines.bench.sepclr_reference import ReferenceEncoder, reference_step, to_medcl_state
-    from medcl.pipelines.sepclr import SepCLRConfig, SepCLRModule
+    from medcl.pipelines.sepclr import SepCLRConfig
+    from medcl.pipelines.sepclr_train import SepCLRModule
 
     device = device or torch.device("cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

@@ -12,7 +12,8 @@ from medcl.pipelines.bench.sepclr_reference import (
     reference_loss,
     to_medcl_state,
 )
-from medcl.pipelines.sepclr import SepCLRConfig, SepCLRModule
+from medcl.pipelines.sepclr import SepCLRConfig
+from medcl.pipelines.sepclr_train import SepCLRModule
 
 
 def _module() -> SepCLRModule:
