@@ -104,7 +104,8 @@ def test_simclr_baseline(texdigits_run, tmp_path):
 
 
 def test_bad_manifest_fails_before_training(tmp_path):
-    nib.save(nib.Nifti1Image(np.zeros((32, 32), np.float32), np.eye(4)), tmp_path / "a.nii.gz")
+    image = np.random.default_rng(0).random((32, 32), np.float32)  # not blank: a constant image is refused
+    nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "a.nii.gz")
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,group\na.nii.gz,background\nmissing.nii.gz,target\n")
     with pytest.raises(MedclError, match=r"m.csv: row 2: image not found"):

@@ -120,7 +120,7 @@ def test_imagenet_init_loads_torchvision_layout(tmp_path):
     with pytest.raises(MedclError, match=r"resnet18.pth: conv1.weight has shape \(64, 3, 7, 7\); the encoder expects"):
         load_imagenet_resnet(narrow, path)
     (tmp_path / "junk.pth").write_bytes(b"not a zip")
-    with pytest.raises(MedclError, match=r"junk.pth: not a readable PyTorch state dict"):
+    with pytest.raises(MedclError, match=r"junk.pth: not a loadable state dict"):
         load_imagenet_resnet(rgb, tmp_path / "junk.pth")
 
 
