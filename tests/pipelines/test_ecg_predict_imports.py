@@ -42,4 +42,4 @@ def test_ecg_predict_runs_without_lightning(tmp_path):
     assert result["rc"] == 0, proc.stderr[-2000:]
     assert result["heavy"] == []
     predictions = json.loads((tmp_path / "pred" / "predictions.json").read_text())
-    assert [r["record"] for r in predictions["records"]] == records
+    assert [r["record"] for r in predictions["records"]] == [Path(r).name for r in records]  # never absolute

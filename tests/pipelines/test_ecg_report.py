@@ -131,7 +131,7 @@ def test_predict_and_report_cli_accept_every_format(tiny_checkpoint, shared_data
     preds = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert [Path(r["record"]).name for r in preds["records"]] == ["SPH00002.h5", "waveform_ecg.dcm", "cart.npy"]
     assert [r["meta"]["fs"] for r in preds["records"]] == [500.0, 1000.0, 250.0]
-    assert main(["ecg", "report", *args, "--out", str(tmp_path / "rep"), "--ig-steps", "2"]) == 0
+    assert main(["ecg", "report", *args, "--out", str(tmp_path / "rep"), "--ig-steps", "2"]) == 1  # one bad file: exit 1, the rest reported
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     status = {e["record"]: e["status"] for e in report["records"]}
     assert status == {"SPH00002.h5": "ok", "waveform_ecg.dcm": "ok", "cart.npy": "ok", "bad.xml": "error"}
