@@ -31,7 +31,6 @@ __all__ = [
     "evaluate",
     "evaluate_table",
     "explain",
-    "fit_records",
     "load_net",
     "records_from_manifest",
     "train",
@@ -184,19 +183,6 @@ def _transforms(cfg: SepCLRConfig, augment: bool, load: bool = True):
 def records_from_manifest(manifest) -> list[dict[str, Any]]:
     """MONAI data dicts ``{"image": path, "group": 0|1}`` of a validated manifest."""
     return [{"image": p, "group": int(g)} for p, g in zip(manifest.paths, manifest.groups)]
-
-
-def fit_records(
-    cfg: SepCLRConfig,
-    records: list[dict[str, Any]],
-    out_dir: str | os.PathLike,
-    resume: str | os.PathLike | None = None,
-    load: bool = True,
-) -> Path:
-    """Train on MONAI data dicts; see :func:`medcl.pipelines.sepclr_train.fit_records` (loads Lightning)."""
-    from medcl.pipelines.sepclr_train import fit_records as _fit_records
-
-    return _fit_records(cfg, records, out_dir, resume, load)
 
 
 def train(cfg: SepCLRConfig, out_dir: str | os.PathLike, resume: str | os.PathLike | None = None) -> Path:

@@ -107,9 +107,9 @@ def train_and_evaluate(overrides: list[str], images, groups, table, out: Path) -
         embed_records,
         embeddings_table,
         evaluate_table,
-        fit_records,
         load_net,
     )
+    from medcl.pipelines.sepclr_train import fit_records
 
     cfg = load_config(SepCLRConfig, None, overrides)
     train = (table["split"] == "train").to_numpy()
