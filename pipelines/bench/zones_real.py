@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     held_out = real[: args.folds] if args.folds else real
     result: dict[str, Any] = {
         "data": str(root), "cases": [Path(i["image"]).parent.name for i in real], "quick": bool(args.quick),
-        "steps": {a: r["train"]["max_steps"] for a, r in recipes.items()}, "recipe": str(args.config or RECIPE),
+        "steps": {a: r["train"]["max_steps"] for a, r in recipes.items()}, "recipe": str(args.config or RECIPE.relative_to(RECIPE.parents[2])),
         "threads": torch.get_num_threads(), "device": "cpu",
         "protocol": "leave-one-case-out; train on the other real cases (+ phantoms where named), test on the "
         "held-out case against reader 1; automatic ROI; DPU counted as TZ, AFS as background",

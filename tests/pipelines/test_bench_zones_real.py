@@ -66,6 +66,7 @@ def test_tiny_run_writes_scored_folds_and_a_segment_ready_checkpoint_of_the_real
     assert main(args) == 0
     result = json.loads((out / "zones_real.json").read_text())
     assert result["cases"] == ["001", "002", "020"] and result["steps"]["dualpath"] == 1
+    assert result["recipe"] == "configs/zones/fewshot.yaml"  # portable: no absolute path of this machine
     (fold,) = result["variants"]["dualpath"]["folds"]
     assert fold["test_case"] == "001" and fold["train_cases"] == ["002", "020"]  # leave-one-case-out
     for zone in ("PZ", "TZ", "gland"):
