@@ -304,3 +304,9 @@ def shown_path(path: str | os.PathLike) -> str:
         return str(p.relative_to(Path.cwd()))
     except ValueError:
         return p.name
+
+
+def shown_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """:func:`shown_path` of each input, unique by construction (:func:`unique_names`): two records named ``s``
+    in different folders outside the working folder become ``s`` and ``s_2``, never one ambiguous name."""
+    return unique_names(shown_path(p) for p in paths)

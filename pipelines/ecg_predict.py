@@ -247,11 +247,12 @@ def predict(records: Sequence[str | os.PathLike] | Mapping[str, ECGRecord],
 
 
 def _write_outputs(out: Path, result: dict, errors: list[tuple[str, str]]) -> None:
-    from medcl.utils import check_writable_dir, shown_path
+    from medcl.utils import check_writable_dir, shown_paths
 
     check_writable_dir(out)
-    result = {**result, "records": [{**e, "record": shown_path(e["record"])} for e in result["records"]]}
-    errors = [(shown_path(p), e) for p, e in errors]
+    names = shown_paths([e["record"] for e in result["records"]] + [p for p, _ in errors])  # one name per input
+    result = {**result, "records": [{**e, "record": n} for e, n in zip(result["records"], names)]}
+    errors = [(n, e) for n, (_, e) in zip(names[len(result["records"]):], errors)]
     write_json(out / "predictions.json", result)
     with atomic_write_path(out / "predictions.csv") as tmp, tmp.open("w", newline="") as fh:
         w = csv.writer(fh)

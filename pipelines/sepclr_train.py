@@ -128,7 +128,10 @@ def fit_records(
 
         for encoder in _encoders(module.net):
             load_imagenet_resnet(encoder, cfg.model.init)
-    trainer = build_trainer(cfg.train, out, use_distributed_sampler=False)
+    from medcl.engine.callbacks import TransformRNGCallback
+
+    trainer = build_trainer(cfg.train, out, use_distributed_sampler=False,
+                            extra_callbacks=[TransformRNGCallback(loader)])  # exact resume
     fit(trainer, module, resume=resume, train_dataloaders=loader)
     return publish_model(checkpoint_path(out, "last"), out)
 

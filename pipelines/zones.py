@@ -432,6 +432,7 @@ def _init_from_stage1(module: ZonesModule, cfg: ZonesConfig, out: Path) -> None:
 
 def _run_stage(cfg: ZonesConfig, datalist: Path, out: Path, stage: int, resume: Any) -> Path:
     from medcl.engine import build_trainer, checkpoint_path, fit
+    from medcl.engine.callbacks import TransformRNGCallback
 
     module = ZonesModule(cfg, stage)
     if stage == 2:
@@ -444,7 +445,8 @@ def _run_stage(cfg: ZonesConfig, datalist: Path, out: Path, stage: int, resume: 
     loaders = build_loaders(cfg, datalist, stage, out / "cache")
     module.medcl_extra["model_card"] = training_card(cfg, datalist)
     monitor = "val/dice_mean" if loaders["val"] is not None else None
-    trainer = build_trainer(train_cfg, out, monitor=monitor, mode="max", stage=f"stage{stage}")
+    trainer = build_trainer(train_cfg, out, monitor=monitor, mode="max", stage=f"stage{stage}",
+                            extra_callbacks=[TransformRNGCallback(loaders["train"])])  # exact resume
     fit(trainer, module, resume=resume, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
     return checkpoint_path(out, "best", f"stage{stage}")
 

@@ -26,3 +26,9 @@ def add_command(
 def add_overrides(parser: argparse.ArgumentParser) -> None:
     """Trailing ``key.sub=value`` config overrides."""
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.max_epochs=3")
+
+
+def add_allow_nonuniform(parser: argparse.ArgumentParser) -> None:
+    """``--allow-nonuniform``: resample DICOM series with a missing slice or uneven spacing (default: refuse)."""
+    parser.add_argument("--allow-nonuniform", action="store_true",
+                        help="resample DICOM series with a missing slice or uneven slice spacing (default: refuse them)")

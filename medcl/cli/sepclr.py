@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from medcl.cli._helpers import add_command, add_group, add_overrides
+from medcl.cli._helpers import add_allow_nonuniform, add_command, add_group, add_overrides
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -58,12 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/sepclr", help="run folder (checkpoints, logs, config.yaml)")
     p.add_argument("--resume", help="checkpoint to resume training from")
     p.add_argument("--baseline", choices=["simclr"], help="train the SimCLR baseline instead")
+    add_allow_nonuniform(p)
     add_overrides(p)
 
     p = add_command(group, "embed", "write embeddings.csv (c_*, s_*) for every manifest row", _embed)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--manifest", required=True, help="CSV with a path column (group/attributes optional)")
     p.add_argument("--out", required=True)
+    add_allow_nonuniform(p)
 
     p = add_command(group, "evaluate", "linear probes, bg/tg accuracy, salient norms, PCA plots", _evaluate)
     p.add_argument("--embeddings", required=True, help="embeddings.csv from 'medcl sepclr embed'")
@@ -77,3 +79,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True)
+    add_allow_nonuniform(p)

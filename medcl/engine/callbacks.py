@@ -49,3 +49,53 @@ class PlainProgress(L.Callback):
         shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
         elapsed = time.perf_counter() - self._t0
         print(f"[medcl] {head} ({elapsed:.0f}s) {shown}", file=sys.stdout, flush=True)
+
+
+def _randomizables(obj: Any, seen: set[int] | None = None) -> list[Any]:
+    """Every MONAI ``Randomizable`` reachable from loaders, datasets and transform chains (each once)."""
+    from monai.transforms import Randomizable
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float)):
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, dict):
+        return [r for v in obj.values() for r in _randomizables(v, seen)]
+    if isinstance(obj, (list, tuple)):
+        return [r for v in obj for r in _randomizables(v, seen)]
+    found = [obj] if isinstance(obj, Randomizable) else []
+    for name in ("flattened", "dataset", "datasets", "transform", "transforms"):  # loader -> dataset -> chain
+        if name in getattr(obj, "__dict__", {}) or (name == "flattened" and hasattr(type(obj), "flattened")):
+            found += _randomizables(getattr(obj, name), seen)
+    if isinstance(obj, Randomizable):  # wrappers hold inner random transforms (e.g. a dict crop's cropper)
+        found += [r for v in vars(obj).values() if isinstance(v, Randomizable) for r in _randomizables(v, seen)]
+    return found
+
+
+class TransformRNGCallback(L.Callback):
+    """Stores the private RNG of every MONAI random transform of the given loaders in each checkpoint.
+
+    MONAI random transforms draw from their own ``numpy.random.RandomState`` (``set_random_state``), which
+    :class:`RNGStateCallback` does not see; in-process loading (``num_workers=0``) keeps that state across
+    epochs, so a resumed run must get it back to draw the same augmentations as an uninterrupted one.
+    """
+
+    def __init__(self, *loaders: Any) -> None:
+        self.transforms = _randomizables(list(loaders))
+
+    def state_dict(self) -> dict[str, Any]:
+        import torch
+
+        states = []
+        for t in self.transforms:
+            kind, keys, pos, has_gauss, cached = t.R.get_state()
+            states.append({"keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
+                           "has_gauss": int(has_gauss), "cached": float(cached)})
+        return {"states": states}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        states = state_dict.get("states", [])
+        if len(states) != len(self.transforms):
+            return  # another transform chain (older checkpoint or changed config): keep the seeded states
+        for t, s in zip(self.transforms, states):
+            t.R.set_state(("MT19937", s["keys"].numpy().astype("uint32"), s["pos"], s["has_gauss"], s["cached"]))

@@ -10,7 +10,6 @@ conversion happens in exactly one place, :func:`sitk_affine` (and its inverse
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import functools
 import os
 import re
@@ -146,18 +145,20 @@ def choose_series(folder: str | os.PathLike, series: str | None = None) -> Dicom
     raise MedclError(f"{folder}: {problem}; choose one by UID or description: {listing}")
 
 
-_NONUNIFORM: contextvars.ContextVar[bool] = contextvars.ContextVar("medcl_allow_nonuniform", default=False)
+_NONUNIFORM = [False]  # process-wide, not a ContextVar: MONAI's cache and loader threads must see it
 
 
 @contextlib.contextmanager
 def allow_nonuniform_slices(allow: bool = True) -> Iterator[None]:
     """Within the block, DICOM series with missing slices or uneven slice spacing are resampled onto a
-    uniform grid (linear interpolation between the stored slices) instead of refused (``--allow-nonuniform``)."""
-    token = _NONUNIFORM.set(bool(allow))
+    uniform grid (linear interpolation between the stored slices) instead of refused (``--allow-nonuniform``).
+
+    The switch is process-wide (threads and forked loader workers started inside the block see it)."""
+    previous, _NONUNIFORM[0] = _NONUNIFORM[0], bool(allow)
     try:
         yield
     finally:
-        _NONUNIFORM.reset(token)
+        _NONUNIFORM[0] = previous
 
 
 def _slice_offsets(image: sitk.Image, files: Sequence[str]) -> np.ndarray:
@@ -209,7 +210,7 @@ def _uniform_slices(folder: Path, image: sitk.Image, files: Sequence[str]) -> si
                f"between slices {where + 1} and {where + 2})")
     if steps.max() > 1.5 * step:
         problem += "; a slice is missing" + (f" ({', '.join(unreadable)} unreadable)" if unreadable else "")
-    if not _NONUNIFORM.get():
+    if not _NONUNIFORM[0]:
         raise MedclError(f"{folder}: {problem}; use --allow-nonuniform to resample onto uniform slices")
     if step <= 0:
         raise MedclError(f"{folder}: {problem}; slices overlap, cannot resample")

@@ -214,3 +214,17 @@ def test_ecg_out_below_a_file(real, ecg_checkpoint, tmp_path):
 
 def test_ecg_out_not_writable(real, ecg_checkpoint):
     assert_user_error(_predict([real / CINC / "HR06000.hea"], ecg_checkpoint, "--out", "/proc/medcl-o"), "/proc/medcl-o")
+
+
+def test_ecg_predictions_same_name_in_two_folders_stay_distinct(real, ecg_checkpoint, tmp_path):
+    """``a/HR06005`` and ``b/HR06005`` outside the working folder: two distinct record names, never one."""
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        for suffix in (".hea", ".mat"):
+            shutil.copy(real / CINC / f"HR06005{suffix}", tmp_path / sub / f"HR06005{suffix}")
+    run = _predict([tmp_path / "a" / "HR06005.hea", tmp_path / "b" / "HR06005.hea"], ecg_checkpoint,
+                   "--out", tmp_path / "out")
+    assert_ok(run)
+    names = [r["record"] for r in json.loads((tmp_path / "out" / "predictions.json").read_text())["records"]]
+    assert names == ["HR06005.hea", "HR06005.hea_2"], names
+    assert str(tmp_path) not in (tmp_path / "out" / "predictions.csv").read_text()

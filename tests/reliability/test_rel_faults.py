@@ -184,30 +184,82 @@ def test_ckpt_ecg_evaluate_caches_only_under_medcl_cache_dir(ecg_run, synth_ecg,
     assert list(mine.rglob("*.npy"))
 
 
-@pytest.mark.parametrize("stages", ["joint", "joint,project,fusion"])
-def test_fault_sigkill_mid_training_then_exact_resume(stages, synth_ecg, tmp_path):
-    """Killed after the first last.ckpt, resumed: the chain ends bit-identical to an uninterrupted run."""
-    env = {"MEDCL_CACHE_DIR": str(tmp_path / "cache")}
-    args = ["--stages", stages, "train.max_epochs=3", "optim.head_epochs=2"]
-    assert_ok(_ecg_train(synth_ecg, tmp_path / "full", *args, env=env))
-    cmd = ("import sys; from medcl.cli import main; sys.exit(main(sys.argv[1:]))")
-    argv = ["ecg", "train", "--config", str(REPO / "configs/ecg/tiny.yaml"), "--out", str(tmp_path / "cut"),
-            "--stages", stages, f"data.root={synth_ecg}", *TINY_ECG, *args[2:]]
-    proc = subprocess.Popen([sys.executable, "-c", cmd, *argv], cwd=REPO, stdout=subprocess.DEVNULL,
+def _kill_after(argv: list[str], last: Path, env: dict) -> None:
+    """``medcl ARGV`` in a subprocess, SIGKILLed as soon as ``last`` (a last.ckpt) is on disk."""
+    cmd = "import sys; from medcl.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", cmd, *map(str, argv)], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1", **env})
-    from medcl.engine.checkpoint import checkpoint_dir, find_model
-
-    last = checkpoint_dir(tmp_path / "cut", "joint") / "last.ckpt"
-    deadline = time.time() + 120
+    deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None and not last.is_file():
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
-    assert last.is_file()
+    assert last.is_file(), "the run ended before its first checkpoint"
+
+
+def _worst_weight_gap(full: Path, cut: Path, stage: str | None = None) -> float:
+    from medcl.engine.checkpoint import checkpoint_path, find_model
+
+    def weights(run: Path) -> dict:
+        path = checkpoint_path(run, "last", stage) if stage else find_model(run)
+        return torch.load(path, map_location="cpu", weights_only=True)["medcl"]["state_dict"]
+
+    a, b = weights(full), weights(cut)
+    assert a.keys() == b.keys()
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+
+
+@pytest.mark.parametrize("stages", ["joint", "joint,project,fusion"])
+def test_fault_sigkill_mid_training_then_exact_resume(stages, synth_ecg, tmp_path):
+    """Killed after the first last.ckpt, resumed: the chain ends bit-identical to an uninterrupted run."""
+    from medcl.engine.checkpoint import checkpoint_dir
+
+    env = {"MEDCL_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["--stages", stages, "train.max_epochs=3", "optim.head_epochs=2"]
+    assert_ok(_ecg_train(synth_ecg, tmp_path / "full", *args, env=env))
+    last = checkpoint_dir(tmp_path / "cut", "joint") / "last.ckpt"
+    _kill_after(["ecg", "train", "--config", REPO / "configs/ecg/tiny.yaml", "--out", tmp_path / "cut",
+                 "--stages", stages, f"data.root={synth_ecg}", *TINY_ECG, *args[2:]], last, env)
     assert_ok(_ecg_train(synth_ecg, tmp_path / "cut", *args, "--resume", last, env=env))
-    a = torch.load(find_model(tmp_path / "full"), map_location="cpu", weights_only=True)["medcl"]["state_dict"]
-    b = torch.load(find_model(tmp_path / "cut"), map_location="cpu", weights_only=True)["medcl"]["state_dict"]
-    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    worst = _worst_weight_gap(tmp_path / "full", tmp_path / "cut")
+    assert worst == 0.0, f"resumed weights differ from the uninterrupted run by up to {worst}"
+
+
+TINY_ZONES = ["train.max_epochs=3", "train.check_val_every_n_epoch=1", "train.progress_bar=false",
+              "train.accelerator=cpu", "train.deterministic=true", "train.num_workers=0", "train.loggers=[]",
+              "data.synthetic_cases=4", "data.synthetic_unlabeled=2", "stage2.epochs=3", "stage2.rampup_epochs=0.5"]
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_fault_sigkill_mid_zones_training_then_exact_resume(stage, tmp_path):
+    """Zones killed after the first last.ckpt of stage 1 (or 2), resumed: all weights equal the uninterrupted run."""
+    from medcl.engine.checkpoint import checkpoint_dir
+
+    argv = ["zones", "train", "--config", REPO / "configs/zones/synthetic.yaml"]
+    assert_ok(run_cli(*argv, "--out", tmp_path / "full", *TINY_ZONES))
+    last = checkpoint_dir(tmp_path / "cut", stage) / "last.ckpt"
+    _kill_after([*argv, "--out", tmp_path / "cut", *TINY_ZONES], last, {})
+    assert_ok(run_cli(*argv, "--out", tmp_path / "cut", "--resume", last, *TINY_ZONES))
+    for done in ("stage1", "stage2"):
+        worst = _worst_weight_gap(tmp_path / "full", tmp_path / "cut", done)
+        assert worst == 0.0, f"{done}: resumed weights differ from the uninterrupted run by up to {worst}"
+
+
+def test_fault_sigkill_mid_sepclr_training_then_exact_resume(tmp_path):
+    """SepCLR killed after its first last.ckpt (epoch 1 of 3), resumed: all weights equal the uninterrupted run."""
+    from medcl.data.synthetic.texdigits import write_dataset
+    from medcl.engine.checkpoint import checkpoint_dir
+
+    manifest = write_dataset(tmp_path / "data", 16, seed=0)
+    argv = ["sepclr", "train", "--config", REPO / "configs/sepclr/texdigits.yaml", f"data.manifest={manifest}",
+            "model.depth=10", "model.width=4", "model.cifar_stem=false", "data.batch_size=8", "train.max_epochs=3",
+            "train.accelerator=cpu", "train.precision=32-true", "train.loggers=[]", "train.deterministic=true",
+            "train.num_workers=0"]
+    assert_ok(run_cli(*argv, "--out", tmp_path / "full"))
+    last = checkpoint_dir(tmp_path / "cut") / "last.ckpt"
+    _kill_after([*argv, "--out", tmp_path / "cut"], last, {})
+    assert_ok(run_cli(*argv, "--out", tmp_path / "cut", "--resume", last))
+    worst = _worst_weight_gap(tmp_path / "full", tmp_path / "cut", None)
     assert worst == 0.0, f"resumed weights differ from the uninterrupted run by up to {worst}"
 
 

@@ -213,6 +213,31 @@ def test_dicom_missing_slice_allow_nonuniform_resamples(dicom_copy, zones_checkp
     assert out.shape[2] == 19 and np.allclose(nib.affines.voxel_sizes(out.affine)[2], 3.0, atol=1e-3)
 
 
+def _sepclr_on(scans: list[Path], out: Path, *flags: str):
+    from conftest import REPO
+
+    manifest = out.parent / "manifest.csv"
+    manifest.write_text("path,group\n" + "".join(f"{p},{g}\n" for p, g in zip(scans, ("background", "target"))))
+    return run_cli("sepclr", "train", "--config", REPO / "configs/sepclr/cohort.yaml", "--out", out, *flags,
+                   f"data.manifest={manifest}", "data.batch_size=2", "model.width=4", "train.max_steps=1",
+                   "train.accelerator=cpu", "train.loggers=[]")
+
+
+def test_dicom_missing_slice_sepclr_train_is_refused(real, dicom_copy, tmp_path):
+    _sorted_slices(dicom_copy)[9].unlink()
+    other = crop_real_t2(real, tmp_path, "other.nii.gz")
+    run = _sepclr_on([other, dicom_copy], tmp_path / "r")
+    assert_user_error(run, "t2tra", "slice", "--allow-nonuniform")
+    assert not (tmp_path / "r" / "model.ckpt").exists()
+
+
+def test_dicom_missing_slice_sepclr_train_allow_nonuniform_resamples(real, dicom_copy, tmp_path):
+    _sorted_slices(dicom_copy)[9].unlink()
+    other = crop_real_t2(real, tmp_path, "other.nii.gz")
+    assert_ok(_sepclr_on([other, dicom_copy], tmp_path / "r", "--allow-nonuniform"))
+    assert (tmp_path / "r" / "model.ckpt").is_file()
+
+
 def test_dicom_nonuniform_spacing_is_refused(dicom_copy):
     import pydicom
 
