@@ -26,9 +26,17 @@ from pydantic import (
 
 from medcl.errors import MedclError
 
-__all__ = ["MedclModel", "TrainConfig", "load_config", "parse_overrides", "dump_config"]
+__all__ = ["SEPCLR_PRESETS", "MedclModel", "TrainConfig", "load_config", "parse_overrides", "dump_config"]
 
 T = TypeVar("T", bound="MedclModel")
+
+#: SepCLR ``(beta_s, beta_reg, lam)`` loss-weight presets of the paper (natural vs medical images; Louiset et al.,
+#: ICLR 2024). Plain data kept here, not in :mod:`medcl.losses.sepclr` (which re-exports it as ``PRESETS``), so
+#: the config schema and the inference commands read it without loading the losses.
+SEPCLR_PRESETS: dict[str, tuple[float, float, float]] = {
+    "natural": (1000.0, 1000.0, 10.0),
+    "medical": (1.0, 10.0, 10.0),
+}
 
 
 class MedclModel(BaseModel):

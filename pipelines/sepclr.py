@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from medcl.config import MedclModel, TrainConfig
+from medcl.config import SEPCLR_PRESETS, MedclModel, TrainConfig
 from medcl.errors import MedclError
 from medcl.pipelines.sepclr_evaluate import evaluate, evaluate_table
 from medcl.transforms.batch_augment import AugmentConfig
@@ -87,9 +87,7 @@ class SepCLRLossConfig(MedclModel):
 
     def weights(self) -> tuple[float, float, float]:
         """``(beta_s, beta_reg, lam)`` after applying the overrides to the preset."""
-        from medcl.losses.sepclr import PRESETS
-
-        base = PRESETS[self.preset]
+        base = SEPCLR_PRESETS[self.preset]
         given = (self.beta_s, self.beta_reg, self.lam)
         return tuple(float(b if g is None else g) for b, g in zip(base, given))  # type: ignore[return-value]
 

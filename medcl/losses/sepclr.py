@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
+from medcl.config import SEPCLR_PRESETS as PRESETS  # ``(beta_s, beta_reg, lam)`` per preset name
+
 __all__ = [
     "PRESETS",
     "AlignmentLoss",
@@ -34,11 +36,6 @@ __all__ = [
     "uniformity",
 ]
 
-#: ``(beta_s, beta_reg, lam)`` weight presets of the paper (natural images vs medical images).
-PRESETS: dict[str, tuple[float, float, float]] = {
-    "natural": (1000.0, 1000.0, 10.0),
-    "medical": (1.0, 10.0, 10.0),
-}
 
 
 def _sq_dists(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
