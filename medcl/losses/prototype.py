@@ -36,6 +36,7 @@ __all__ = [
     "SeparationLoss",
     "jaccard_matrix",
     "positive_weights",
+    "prototype_gram",
 ]
 
 _MASK_EPS = 1e-6
@@ -123,21 +124,33 @@ class SeparationLoss(_Loss):
         foreign = (1.0 - targets) @ identity.to(sims.dtype).T > 0  # (B, P)
         best = sims.masked_fill(~foreign, float("-inf")).amax(dim=1)
         keep = foreign.any(dim=1)
-        return best[keep].mean() if bool(keep.any()) else sims.sum() * 0.0
+        kept = keep.sum()  # no host sync: a sample carrying every class adds 0 and is not counted
+        mean = best.masked_fill(~keep, 0.0).sum() / kept.clamp(min=1).to(sims.dtype)
+        return torch.where(kept > 0, mean, sims.sum() * 0.0)
 
 
 def _normalised(prototypes: torch.Tensor) -> torch.Tensor:
     return F.normalize(prototypes.reshape(prototypes.shape[0], -1), dim=1)
 
 
+def prototype_gram(prototypes: torch.Tensor) -> torch.Tensor:
+    """``(P, P)`` cosine (Gram) matrix of the L2-normalised, flattened prototypes: the one matrix
+    the diversity and contrastive terms share (:class:`PrototypeLoss` computes it once a step)."""
+    p = _normalised(prototypes)
+    return p @ p.T
+
+
 class DiversityLoss(_Loss):
     """``||P P^T - I||_F^2 / P^2`` on L2-normalised prototypes (zero for orthonormal ones)."""
 
     def forward(self, prototypes: torch.Tensor) -> torch.Tensor:
-        p = _normalised(prototypes)
-        gram = p @ p.T
-        eye = torch.eye(p.shape[0], device=p.device, dtype=p.dtype)
-        return (gram - eye).square().sum() / p.shape[0] ** 2
+        return self.from_gram(prototype_gram(prototypes))
+
+    @staticmethod
+    def from_gram(gram: torch.Tensor) -> torch.Tensor:
+        """The term from a precomputed :func:`prototype_gram`."""
+        n = gram.shape[0]
+        return (gram - torch.eye(n, device=gram.device, dtype=gram.dtype)).square().sum() / n**2
 
 
 class CooccurrenceContrastiveLoss(_Loss):
@@ -157,17 +170,20 @@ class CooccurrenceContrastiveLoss(_Loss):
         self.register_buffer("cooccurrence", cooccurrence.float())
 
     def forward(self, prototypes: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        if identity.shape != (prototypes.shape[0], self.cooccurrence.shape[0]):
-            raise ValueError(f"identity must be ({prototypes.shape[0]}, {self.cooccurrence.shape[0]}); "
-                             f"got {tuple(identity.shape)}")
-        p = _normalised(prototypes)
-        sim = (p @ p.T).clamp(-1 + 1e-6, 1 - 1e-6)
-        a = identity.to(p.dtype)
-        pos = a @ self.cooccurrence.to(p.dtype) @ a.T
+        return self.from_gram(prototype_gram(prototypes), identity)
+
+    def from_gram(self, gram: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """The term from a precomputed :func:`prototype_gram` (``(P, P)``)."""
+        n = gram.shape[0]
+        if identity.shape != (n, self.cooccurrence.shape[0]):
+            raise ValueError(f"identity must be ({n}, {self.cooccurrence.shape[0]}); got {tuple(identity.shape)}")
+        sim = gram.clamp(-1 + 1e-6, 1 - 1e-6)
+        a = identity.to(gram.dtype)
+        pos = a @ self.cooccurrence.to(gram.dtype) @ a.T
         neg = 1.0 - pos
         pos_term = (sim * pos / (pos.sum() + _MASK_EPS)).sum()
         neg_term = (sim * neg / (neg.sum() + _MASK_EPS)).sum()
-        return -(pos_term - neg_term) / p.shape[0] ** 0.5
+        return -(pos_term - neg_term) / n**0.5
 
 
 class MaskedL1Loss(_Loss):
@@ -235,14 +251,15 @@ class PrototypeLoss(_Loss):
             raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ")
         targets = targets.to(logits.dtype)
         pw = None if self.pos_weight is None else self.pos_weight.to(logits.dtype)
+        gram = prototype_gram(prototypes)  # once a step, shared by diversity and contrastive
         terms = {
             "bce": F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pw),
             "clustering": self.cluster(sims, targets, identity),
             "separation": self.separate(sims, targets, identity),
-            "diversity": self.diversity(prototypes),
+            "diversity": self.diversity.from_gram(gram),
             "sparsity": sims.clamp(min=0).sum(dim=1).mean(),
         }
         if self.contrastive is not None:
-            terms["contrastive"] = self.contrastive(prototypes, identity)
+            terms["contrastive"] = self.contrastive.from_gram(gram, identity)
         loss = terms["bce"] + sum(self.weights[k] * v for k, v in terms.items() if k != "bce")
         return {"loss": loss, **terms}

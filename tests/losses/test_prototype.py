@@ -17,6 +17,7 @@ from medcl.losses.prototype import (
     SeparationLoss,
     jaccard_matrix,
     positive_weights,
+    prototype_gram,
 )
 from medcl.nets.prototype import class_identity
 
@@ -150,3 +151,31 @@ def test_prototype_loss_total_is_weighted_sum():
         PrototypeLoss(pw)  # keyword-only
     with pytest.raises(ValueError, match="logits"):
         loss(logits[:, :2], y, sims, protos, ident)
+
+
+def test_prototype_loss_shared_gram_matches_standalone_terms_float64():
+    torch.manual_seed(1)
+    ident = class_identity(4, 3).double()
+    y = (torch.rand(5, 4) < 0.5).double()
+    loss = PrototypeLoss(cooccurrence=jaccard_matrix(y)).double()
+    protos = torch.randn(12, 6, 1, 3, dtype=torch.float64)
+    out = loss(torch.randn(5, 4, dtype=torch.float64), y, torch.rand(5, 12, dtype=torch.float64), protos, ident)
+    # one Gram matrix feeds both terms: each equals its standalone module's value
+    assert math.isclose(float(out["diversity"]), float(DiversityLoss()(protos)), rel_tol=1e-12)
+    cooc = jaccard_matrix(y).double()
+    assert math.isclose(float(out["contrastive"]), float(CooccurrenceContrastiveLoss(cooc)(protos, ident)),
+                        rel_tol=1e-12)
+    gram = prototype_gram(protos)
+    torch.testing.assert_close(gram, F.cosine_similarity(protos.flatten(1)[:, None], protos.flatten(1)[None], dim=2))
+
+
+def test_protopnet_separation_skips_samples_carrying_every_class():
+    ident = class_identity(2, 1)
+    sims = torch.tensor([[0.8, 0.3], [0.9, 0.7]], requires_grad=True)
+    y = torch.tensor([[1.0, 0.0], [1.0, 1.0]])  # sample 1 lacks no class: skipped, not averaged as 0
+    got = SeparationLoss("protopnet")(sims, y, ident)
+    assert math.isclose(float(got.detach()), 0.3, rel_tol=1e-6)
+    got.backward()
+    assert sims.grad.tolist() == [[0.0, 1.0], [0.0, 0.0]]
+    none_lacking = SeparationLoss("protopnet")(sims[1:], y[1:], ident)
+    assert float(none_lacking) == 0.0
