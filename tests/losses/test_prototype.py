@@ -178,4 +178,4 @@ def test_protopnet_separation_skips_samples_carrying_every_class():
     got.backward()
     assert sims.grad.tolist() == [[0.0, 1.0], [0.0, 0.0]]
     none_lacking = SeparationLoss("protopnet")(sims[1:], y[1:], ident)
-    assert float(none_lacking) == 0.0
+    assert float(none_lacking.detach()) == 0.0
