@@ -95,7 +95,11 @@ class TransformRNGCallback(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         states = state_dict.get("states", [])
-        if len(states) != len(self.transforms):
-            return  # another transform chain (older checkpoint or changed config): keep the seeded states
+        if len(states) != len(self.transforms):  # older checkpoint or changed config: keep the seeded states
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn(f"checkpoint holds {len(states)} augmentation RNG states for {len(self.transforms)} "
+                           "random transforms: resuming with freshly seeded augmentation (not bit-exact)")
+            return
         for t, s in zip(self.transforms, states):
             t.R.set_state(("MT19937", s["keys"].numpy().astype("uint32"), s["pos"], s["has_gauss"], s["cached"]))
