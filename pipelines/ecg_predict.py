@@ -178,7 +178,8 @@ class _Predictor:
             "record": path,
             "record_id": rec.record_id,
             "meta": {"age": rec.age, "sex": rec.sex, "fs": rec.source_fs,
-                     "duration_s": rec.source_n_samples / rec.source_fs if rec.source_fs else rec.duration_s},
+                     "duration_s": rec.source_n_samples / rec.source_fs if rec.source_fs else rec.duration_s,
+                     "flat_leads": list(rec.flat_leads)},
             "probabilities": {c: float(p) for c, p in zip(self.labels, probs)},
             "findings": findings,
         }

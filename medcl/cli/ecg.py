@@ -70,6 +70,10 @@ def _predict(args: argparse.Namespace) -> int:
         print(json.dumps({**{k: v for k, v in res.items() if k != "errors"}, "records": shown}, indent=1))
     for err in res["errors"]:
         print(f"medcl: error: skipped {err['record']}: {err['error']}", file=sys.stderr)
+    for rec in res["records"]:
+        if rec["meta"].get("flat_leads"):
+            print(f"medcl: warning: {rec['record']}: leads {', '.join(rec['meta']['flat_leads'])} are flat (constant, "
+                  "an electrode off?); the prediction rests on the other leads", file=sys.stderr)
     where = f" into {args.out}" if args.out else ""
     print(f"medcl: predicted {len(res['records'])} of {len(res['records']) + len(res['errors'])} records{where}")
     return 1 if res["errors"] else 0

@@ -246,6 +246,38 @@ def check_label_values(label: Path, remap: Mapping[int, int]) -> None:
         raise MedclError(f"{label}: label values {bad[:10]} outside the declared set {sorted(remap)}")
 
 
+def _item_key(item: Mapping[str, Any]) -> tuple[str, str]:
+    label = item.get("label")
+    return os.path.realpath(item["image"]), os.path.realpath(label) if label is not None else ""
+
+
+def check_repeats(datalist: str | os.PathLike, key: str, items: Sequence[Mapping[str, Any]]) -> None:
+    """No (image, label) pair twice in a list, and no validation image that is also a training image.
+
+    The same image with another label (a second reader's annotation) is allowed in training.
+
+    Raises:
+        MedclError: naming the datalist, the list, the items and the image.
+    """
+    first: dict[tuple[str, str], int] = {}
+    for i, item in enumerate(items):
+        pair = _item_key(item)
+        if pair in first:
+            raise MedclError(f"{datalist}: {key}[{i}] repeats {key}[{first[pair]}] ({item['image']}); "
+                             "list each pair once")
+        first[pair] = i
+    if key != "validation" or not items:
+        return
+    from medcl.data.datalist import read_datalist
+
+    training = {_item_key(item)[0]: i for i, item in enumerate(read_datalist(datalist, "training", optional=True))}
+    for i, item in enumerate(items):
+        j = training.get(_item_key(item)[0])
+        if j is not None:
+            raise MedclError(f"{datalist}: validation[{i}] is training[{j}] ({item['image']}); a case used for "
+                             "training cannot validate it")
+
+
 def validate_items(datalist: str | os.PathLike, key: str, items: Sequence[Mapping[str, Any]],
                    remap: str | Mapping[int, int] = "identity", channel: int | list[int] | None = None) -> None:
     """Check every ``{"image", "label"}`` pair of a datalist list before training starts.
@@ -261,6 +293,7 @@ def validate_items(datalist: str | os.PathLike, key: str, items: Sequence[Mappin
 
     if key == "training" and not items:
         raise MedclError(f"{datalist}: {key}: the list is empty; nothing to train on")
+    check_repeats(datalist, key, items)
     from medcl.io.image import read_sitk_image
 
     for item in items:

@@ -94,6 +94,17 @@ def _check_groups(path: Path, table: pd.DataFrame, require_both: bool) -> None:
         raise MedclError(f"{path}: no '{missing}' rows; SepCLR needs both background and target subjects")
 
 
+def _check_repeats(path: Path, images: pd.Series) -> None:
+    """Each image once: a repeated row weighs a subject twice, or puts it in both groups."""
+    first: dict[str, int] = {}
+    for row, image in enumerate(images):
+        key = os.path.realpath(image)
+        if key in first:
+            raise MedclError(f"{path}: row {row + 1}: {image} repeats the image of row {first[key] + 1}; "
+                             "list each image once")
+        first[key] = row
+
+
 def _check_image(path: Path, row: int, image: str) -> None:
     """The file exists and is a readable image with a usable spacing that is not (near-)constant."""
     import SimpleITK as sitk
@@ -142,6 +153,7 @@ def read_manifest(
         raise MedclError(f"{path}: row {int(np.flatnonzero(empty.to_numpy())[0]) + 1}: empty 'path'")
     base = path.resolve().parent
     table["path"] = [str(p if Path(p).is_absolute() else base / p) for p in table["path"]]
+    _check_repeats(path, table["path"])
     if check_images:
         for row, image in enumerate(table["path"]):
             _check_image(path, row, image)

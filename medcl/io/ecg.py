@@ -64,6 +64,8 @@ class ECGRecord:
         source_n_samples: number of samples in the file.
         format: the file format (:data:`medcl.io.ecg_formats.FORMATS`).
         derived_leads: standard leads computed from I and II because the file lacks them.
+        flat_leads: standard leads whose stored samples are all equal (an electrode off); a record
+            flat in every lead is refused.
     """
 
     signal: np.ndarray
@@ -79,6 +81,7 @@ class ECGRecord:
     source_n_samples: int = 0
     format: str = "wfdb"
     derived_leads: list[str] = field(default_factory=list)
+    flat_leads: list[str] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -107,6 +110,29 @@ def _read_header(base: Path) -> Any:
         return wfdb.rdheader(str(base))
     except Exception as exc:  # wfdb raises bare Exception/ValueError for malformed headers
         raise MedclError(f"{base}.hea: malformed WFDB header ({exc})") from exc
+
+
+def _check_gains(base: Path) -> None:
+    """Refuse standard leads whose header gives an ADC gain of 0 or none: WFDB calls such signals
+    uncalibrated (wfdb then assumes 200 units/mV silently), so their amplitudes in mV are unknown."""
+    lines = [ln for ln in base.with_suffix(".hea").read_text(errors="replace").splitlines()
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    uncalibrated = []
+    for line in lines[1:]:
+        fields = line.split()
+        lead = fields[8] if len(fields) > 8 else ""
+        if lead.strip().lower() not in _LEAD_INDEX:
+            continue
+        gain = re.match(r"[-+0-9.eE]*", fields[2]).group() if len(fields) > 2 else ""
+        try:
+            calibrated = float(gain) != 0
+        except ValueError:
+            calibrated = False
+        if not calibrated:
+            uncalibrated.append(lead)
+    if uncalibrated:
+        raise MedclError(f"{base}.hea: ADC gain is 0 or missing (uncalibrated) for leads {', '.join(uncalibrated)}; "
+                         "their amplitudes in mV are unknown")
 
 
 def _check_signal_files(header: Any, base: Path) -> None:
@@ -378,10 +404,19 @@ def read_ecg_views(
     ``fs``, ``n_samples``, ``highpass``, ``crop``, ``min_fraction``), e.g. as shown and as a model reads it."""
     raw, base = read_raw_ecg(path, source_fs, source_leads)
     mv, derived = standard_leads(raw.leads, raw.signal, base)
-    return [_view(raw, base, mv, derived, **view) for view in views]
+    flat = flat_leads(mv)
+    if len(flat) == len(LEADS):
+        raise MedclError(f"{base}: signal is flat (constant) in every lead; the file holds no ECG")
+    return [_view(raw, base, mv, derived, flat, **view) for view in views]
 
 
-def _view(raw: Any, base: Path, mv: np.ndarray, derived: list[str], fs: float | None = 100,
+def flat_leads(signal: np.ndarray) -> list[str]:
+    """Names of the leads of a ``(12, n)`` array whose samples are all equal (NaN-free leads only)."""
+    finite = np.isfinite(signal).all(axis=-1)
+    return [LEADS[i] for i in np.flatnonzero(finite & (np.ptp(np.where(finite[:, None], signal, 0), axis=-1) == 0))]
+
+
+def _view(raw: Any, base: Path, mv: np.ndarray, derived: list[str], flat: list[str], fs: float | None = 100,
           n_samples: int | None = None, highpass: float | None = 0.5, crop: Crop = "start",
           min_fraction: float = 0.9, upsample: bool = False) -> ECGRecord:
     fs = raw.fs if fs is None else float(fs)
@@ -403,6 +438,7 @@ def _view(raw: Any, base: Path, mv: np.ndarray, derived: list[str], fs: float | 
         source_n_samples=int(raw.signal.shape[-1]),
         format=raw.format,
         derived_leads=list(derived),
+        flat_leads=list(flat),
     )
 
 
@@ -433,6 +469,7 @@ def read_raw_ecg(
         return raw, Path(path)
     base = record_base(path)
     check_fs(_read_header(base).fs, f"{base}.hea")
+    _check_gains(base)
     rec = _read_record(base)
     used = [str(n).strip().lower() in _LEAD_INDEX for n in rec.sig_name]  # other channels' units are not needed
     factors = np.array([unit_factors([u], base)[0] if k else 1.0 for u, k in zip(rec.units, used)])
@@ -466,6 +503,7 @@ def inspect_ecg(path: str | Path, source_fs: float | None = None, source_leads: 
     base = record_base(path)
     header = _read_header(base)
     fs = check_fs(header.fs, f"{base}.hea")
+    _check_gains(base)
     _check_signal_files(header, base)
     check_repeated_leads(list(header.sig_name or []), f"{base}.hea")
     meta = parse_comments(list(header.comments or []))
@@ -515,4 +553,15 @@ def find_records(inputs: Sequence[str | os.PathLike]) -> list[str]:
             records += found
         else:
             records.append(str(item))
-    return list(dict.fromkeys(records))
+    unique: dict[str, str] = {}
+    for rec in records:  # one record named twice (``x.hea`` and ``x``, or through a symlink) is read once
+        unique.setdefault(os.path.realpath(record_name(rec) if _names_wfdb_record(rec) else rec), rec)
+    return list(unique.values())
+
+
+def _names_wfdb_record(path: str | os.PathLike) -> bool:
+    """A path that names a WFDB record (a WFDB suffix, or no file of another ECG format)."""
+    from medcl.io.ecg_formats import FILE_SUFFIXES
+
+    p = Path(path)
+    return p.suffix.lower() in WFDB_SUFFIXES or (not p.is_file() and p.suffix.lower() not in FILE_SUFFIXES)

@@ -117,20 +117,36 @@ def list_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
     if not root.is_dir():
         raise MedclError(f"{folder}: not a folder")
     found = []
+    seen: set[str] = set()  # real folders: a symlink loop or a second link to a folder is read once
     for sub in sorted([root, *(p for p in root.rglob("*") if p.is_dir())]):
-        if not any(child.is_file() for child in sub.iterdir()):
+        real = os.path.realpath(sub)
+        if real in seen or not any(child.is_file() for child in sub.iterdir()):
             continue
-        for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(sub)):
+        seen.add(real)
+        with _itk_warnings_off():  # GDCM prints a multi-line WARNING for a folder without DICOM files
+            uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(sub))
+        for uid in uids:
             files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(sub), uid))
             found.append(DicomSeries(uid, _series_description(files[0]), files))
     return found
+
+
+@contextlib.contextmanager
+def _itk_warnings_off() -> Iterator[None]:
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
 def choose_series(folder: str | os.PathLike, series: str | None = None) -> DicomSeries:
     """Pick one series of ``folder`` by UID or description (case-insensitive); the only one if ``None``."""
     available = list_dicom_series(folder)
     if not available:
-        raise MedclError(f"{folder}: no DICOM series found")
+        what = "is empty" if not any(Path(folder).iterdir()) else "holds no DICOM series"
+        raise MedclError(f"{folder}: folder {what} (expected a DICOM series, or NIfTI/NRRD/MHA files directly in it)")
     if series is None:
         matches = available
     else:
@@ -161,17 +177,22 @@ def allow_nonuniform_slices(allow: bool = True) -> Iterator[None]:
         _NONUNIFORM[0] = previous
 
 
-def _slice_offsets(image: sitk.Image, files: Sequence[str]) -> np.ndarray:
-    """Position of each file's slice along the volume's third axis (mm from the first), from the DICOM headers."""
+def _slice_offsets(image: sitk.Image, files: Sequence[str]) -> tuple[np.ndarray, float]:
+    """Position of each file's slice along the slice normal (mm from the first), from the DICOM headers, and
+    the largest sideways distance (mm) of a slice origin from the line through the first along the normal."""
     origin = np.asarray(image.GetOrigin())
-    normal = np.asarray(image.GetDirection()).reshape(3, 3)[:, 2]
-    offsets = []
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    normal = np.cross(direction[:, 0], direction[:, 1])  # from the rows/columns, as DICOM defines it
+    normal *= np.sign(np.dot(normal, direction[:, 2])) or 1.0
+    offsets, drift = [], 0.0
     for f in files:
         reader = sitk.ImageFileReader()
         reader.SetFileName(f)
         reader.ReadImageInformation()
-        offsets.append(float(np.dot(np.asarray(reader.GetOrigin()) - origin, normal)))
-    return np.asarray(offsets)
+        delta = np.asarray(reader.GetOrigin()) - origin
+        offsets.append(float(np.dot(delta, normal)))
+        drift = max(drift, float(np.linalg.norm(delta - offsets[-1] * normal)))
+    return np.asarray(offsets), drift
 
 
 def _unreadable_files(folder: Path, used: Sequence[str]) -> list[str]:
@@ -195,7 +216,10 @@ def _uniform_slices(folder: Path, image: sitk.Image, files: Sequence[str]) -> si
     """The series on uniformly spaced slices; a gap or uneven spacing is an error unless allowed."""
     if len(files) < 2:
         return image
-    offsets = _slice_offsets(image, files)
+    offsets, drift = _slice_offsets(image, files)
+    if drift > 0.1 * min(image.GetSpacing()[:2]):
+        raise MedclError(f"{folder}: slice positions drift {drift:.3g} mm sideways from the slice normal (a sheared or "
+                         "gantry-tilted series); medcl reads only slices stacked along their normal")
     steps = np.diff(offsets)
     step = float(np.median(steps))
     unreadable = _unreadable_files(folder, files)

@@ -147,7 +147,7 @@ def test_dat_longer_than_header(tmp_path: Path) -> None:
 
 
 def test_short_record_policy(tmp_path: Path) -> None:
-    base = _write(tmp_path, "short", np.ones((12, 1000)), 500, list(LEADS))  # 2 s
+    base = _write(tmp_path, "short", np.random.default_rng(0).normal(size=(12, 1000)), 500, list(LEADS))  # 2 s
     with pytest.raises(MedclError, match="needs at least 900 of 1000"):
         read_ecg(base, fs=100, n_samples=1000)
     padded = fit_length(np.ones((12, 950)), 1000, "x")
