@@ -98,7 +98,9 @@ def atomic_write_path(path: str | os.PathLike, suffix: str | None = None) -> Ite
 
 
 def make_output_dir(folder: str | os.PathLike) -> Path:
-    """``mkdir -p folder``; a path below a file or an unwritable place is a one-line :class:`MedclError`."""
+    """``mkdir -p folder``; a path below a file or an unwritable place is a one-line :class:`MedclError`.
+
+    Inside :func:`output_lock`, the command's output folder is locked as soon as it exists."""
     from medcl.errors import MedclError
 
     folder = Path(folder)
@@ -109,7 +111,55 @@ def make_output_dir(folder: str | os.PathLike) -> Path:
         raise MedclError(f"{folder}: cannot create the output folder: {above} is a file") from None
     except OSError as err:
         raise MedclError(f"{folder}: cannot create the output folder ({err.strerror or err})") from None
+    if _LOCK["target"] is not None and _LOCK["fd"] is None and os.path.realpath(folder) == _LOCK["target"]:
+        _lock(folder)
     return folder
+
+
+_LOCK: dict[str, Any] = {"target": None, "fd": None, "shown": None}
+
+
+def _lock(folder: str | os.PathLike) -> None:
+    """Take an exclusive ``flock`` on the folder itself (no lock file to leave behind); the kernel drops it
+    when the process ends, killed or not."""
+    import fcntl
+
+    from medcl.errors import MedclError
+
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise MedclError(f"{_LOCK['shown']}: another medcl run is writing into this output folder; wait for it "
+                         "to finish or choose another --out") from None
+    except OSError:  # a file system without flock (some network mounts): no lock
+        os.close(fd)
+        return
+    _LOCK["fd"] = fd
+
+
+@contextlib.contextmanager
+def output_lock(folder: str | os.PathLike | None) -> Iterator[None]:
+    """Within the block (one ``medcl`` command), ``folder`` is written by this process only: a second
+    medcl process whose command writes into the same folder is refused with a one-line error.
+
+    The lock is taken now if the folder exists, else when medcl creates it. Distributed ranks other than
+    0 (``RANK``/``LOCAL_RANK`` set above 0) share rank 0's folder and take no lock.
+    """
+    ranks = [os.environ.get(k, "0") for k in ("RANK", "LOCAL_RANK")]
+    if folder is None or any(r.isdigit() and int(r) > 0 for r in ranks) or _LOCK["target"] is not None:
+        yield
+        return
+    _LOCK.update(target=os.path.realpath(folder), fd=None, shown=str(folder))
+    try:
+        if Path(folder).is_dir():
+            _lock(folder)
+        yield
+    finally:
+        if _LOCK["fd"] is not None:
+            os.close(_LOCK["fd"])
+        _LOCK.update(target=None, fd=None, shown=None)
 
 
 def check_writable_dir(folder: str | os.PathLike) -> Path:

@@ -141,6 +141,16 @@ def _check_dicom_inputs(inputs: Sequence[str | os.PathLike]) -> None:
     require_highdicom()
 
 
+def _check_channel_exists(inputs: Sequence[str | os.PathLike], channel: int | Sequence[int]) -> None:
+    """``--channel 1`` names the second channel of 4D images: a 3D input has none (never read its only one)."""
+    from medcl.io.image import channel_count
+
+    wanted = max([channel] if isinstance(channel, int) else list(channel))
+    for path in inputs:
+        if wanted > 0 and Path(path).is_file() and channel_count(path) == 1:
+            raise MedclError(f"{path}: is a 3D image (one channel); --channel {wanted} does not exist in it")
+
+
 def _seg_description(segmenter: ZonesSegmenter) -> str:
     """The SEG's description; a synthetic-trained model says so."""
     return "medcl zones: SYNTHETIC-TRAINED MODEL, DEMO ONLY" if synthetic_warning(segmenter.card) else "medcl prostate zones"
@@ -213,6 +223,8 @@ def segment(
     optional = (*((PROBABILITY_SUFFIX,) if save_probabilities else ()), *((SEG_SUFFIX,) if dicom_seg else ()))
     if dicom_seg:
         _check_dicom_inputs(inputs)
+    if channel is not None:
+        _check_channel_exists(inputs, channel)
     settings = {"tta": tta, "sw_batch_size": sw_batch_size, "overlap": overlap, "roi_mm": tuple(roi_mm),
                 "precision": precision}
     if isinstance(checkpoint, ZonesSegmenter):
@@ -253,7 +265,10 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str | os.PathLike
         p = Path(item)
         files = sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith(IMAGE_EXTS)) if p.is_dir() else []
         expanded += files or [item]
-    return expanded
+    unique: dict[str, str | os.PathLike] = {}
+    for item in expanded:  # one scan named twice (or through a link) is segmented once
+        unique.setdefault(os.path.realpath(item), item)
+    return list(unique.values())
 
 
 def _segment_one(
@@ -263,7 +278,11 @@ def _segment_one(
     row: dict[str, Any] = {"case": case, "input": str(path), "status": "ok", "error": ""}
     try:
         row.update(_write_case(segmenter, path, out, case, optional))
-    except Exception as exc:  # noqa: BLE001 - one bad scan must not stop the batch
+    except BaseException as exc:  # noqa: BLE001 - one bad scan must not stop the batch
+        for partial in expected_outputs(out, case, optional):  # a failed or interrupted case leaves no outputs
+            partial.unlink(missing_ok=True)
+        if not isinstance(exc, Exception):  # Ctrl-C, SystemExit
+            raise
         message = str(exc) if isinstance(exc, MedclError) else f"{path}: {type(exc).__name__}: {exc}"
         print(f"medcl: error: {message}", file=sys.stderr)
         row.update(status="error", error=message)

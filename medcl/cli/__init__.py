@@ -74,11 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(handler, args: argparse.Namespace) -> int:  # noqa: ANN001
-    """Call the handler; ``--allow-nonuniform`` applies to every image it reads."""
-    if not getattr(args, "allow_nonuniform", False):
-        return handler(args)
-    from medcl.io.image import allow_nonuniform_slices
+    """Call the handler; ``--allow-nonuniform`` applies to every image it reads; the ``--out`` folder is
+    written by this process only (:func:`medcl.utils.output_lock`)."""
+    from medcl.utils import output_lock
 
-    with allow_nonuniform_slices():
-        return handler(args)
+    with output_lock(getattr(args, "out", None)):
+        if not getattr(args, "allow_nonuniform", False):
+            return handler(args)
+        from medcl.io.image import allow_nonuniform_slices
+
+        with allow_nonuniform_slices():
+            return handler(args)
 

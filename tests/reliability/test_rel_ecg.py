@@ -228,3 +228,136 @@ def test_ecg_predictions_same_name_in_two_folders_stay_distinct(real, ecg_checkp
     names = [r["record"] for r in json.loads((tmp_path / "out" / "predictions.json").read_text())["records"]]
     assert names == ["HR06005.hea", "HR06005.hea_2"], names
     assert str(tmp_path) not in (tmp_path / "out" / "predictions.csv").read_text()
+
+
+# ----------------------------------------------------------------------------------------- a hostile folder
+# One ``ecg predict FOLDER`` call over real records rewritten bad (as a user meets them: a folder of mixed
+# files); each case below asserts its own record's outcome in that one batch.
+
+HOSTILE_ECG = ("nan_wfdb", "flat_lead", "all_flat", "gain0", "hz257", "leads15", "long_signal", "dossier été")
+
+
+def _gain_zero(hea: Path) -> None:
+    first, *lines = hea.read_text().splitlines()
+    hea.write_text("\n".join([first, *(ln.replace(" 1000.0(0)/mV", " 0(0)/mV").replace(" 1000(0)/mV", " 0(0)/mV")
+                                      for ln in lines)]) + "\n")
+
+
+@pytest.fixture(scope="module")
+def hostile_ecg(real, ecg_checkpoint, tmp_path_factory):
+    """``ecg predict`` of one folder of bad records (and a good one in a non-ASCII, space-holding sub-folder,
+    beside a symlink loop and a second name of one record); returns (run, predictions, errors, folder)."""
+    import csv
+
+    from scipy.signal import resample
+
+    root = tmp_path_factory.mktemp("hostile_ecg")
+    folder = root / "in"
+    lead_names = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+    def with_nan(s):
+        s = s.copy()
+        s[100:200, 3] = np.nan
+        return s
+
+    def flat_v2(s):
+        s = s.copy()
+        s[:, 7] = 0.0
+        return s
+
+    _rewrite(real, folder, "nan_wfdb", signal=with_nan)
+    _rewrite(real, folder, "flat_lead", signal=flat_v2)
+    _rewrite(real, folder, "all_flat", signal=lambda s: np.zeros_like(s))
+    _gain_zero(Path(f"{_rewrite(real, folder, 'gain0')}.hea"))
+    _rewrite(real, folder, "hz257", fs=257, signal=lambda s: resample(s, 2570, axis=0))
+    _rewrite(real, folder, "leads15", leads=[*lead_names, "vx", "vy", "vz"],
+             signal=lambda s: np.concatenate([s, s[:, :3]], 1))
+    for suffix in (".hea", ".mat"):
+        shutil.copy(real / CINC / f"HR06003{suffix}", folder / f"long_signal{suffix}")
+    (folder / "long_signal.hea").write_text((folder / "long_signal.hea").read_text().replace("HR06003", "long_signal"))
+    mat = folder / "long_signal.mat"
+    mat.write_bytes(mat.read_bytes() + mat.read_bytes()[24:])  # twice the samples the header declares
+    good = folder / "dossier été" / "patient 1"
+    good.mkdir(parents=True)
+    for suffix in (".hea", ".mat"):
+        shutil.copy(real / CINC / f"HR06001{suffix}", good / f"HR06001{suffix}")
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    out = root / "out ü"
+    run = _predict([folder, good / "HR06001.hea"], ecg_checkpoint, "--out", out)
+    preds = json.loads((out / "predictions.json").read_text())
+    with (out / "errors.csv").open(newline="") as fh:
+        errors = {Path(r["record"]).name: r["error"] for r in csv.DictReader(fh)}
+    return run, {Path(r["record"]).name: r for r in preds["records"]}, errors, out
+
+
+def _error_line(run, name: str) -> str:
+    lines = [ln for ln in run.error_lines() if "error:" in ln and f"{name}:" in ln]
+    assert len(lines) == 1, (name, run.error_lines())
+    return lines[0]
+
+
+def test_ecg_hostile_folder_is_a_batch_with_failures(hostile_ecg):
+    run, preds, errors, out = hostile_ecg
+    assert_no_traceback(run)
+    assert run.code == 1, run.err[-800:]
+    assert sorted(errors) == ["all_flat", "gain0", "long_signal", "nan_wfdb"], errors
+    assert sorted(preds) == ["HR06001", "flat_lead", "hz257", "leads15"], sorted(preds)
+    assert leftovers(out) == []
+
+
+def test_ecg_wfdb_nan_samples(hostile_ecg):
+    run, _, errors, _ = hostile_ecg
+    assert "NaN" in _error_line(run, "nan_wfdb") and "aVR" in errors["nan_wfdb"]
+
+
+def test_ecg_flat_lead_warns_and_is_recorded(hostile_ecg):
+    run, preds, _, _ = hostile_ecg
+    assert preds["flat_lead"]["meta"]["flat_leads"] == ["V2"]
+    assert preds["HR06001"]["meta"]["flat_leads"] == []
+    warnings = [ln for ln in run.error_lines() if "warning:" in ln]
+    assert len(warnings) == 1 and "flat_lead" in warnings[0] and "V2" in warnings[0], warnings
+
+
+def test_ecg_all_leads_flat_is_refused(hostile_ecg):
+    run, _, errors, _ = hostile_ecg
+    assert "flat" in _error_line(run, "all_flat") and "every lead" in errors["all_flat"]
+
+
+def test_ecg_adc_gain_zero_is_refused(hostile_ecg):
+    run, _, errors, _ = hostile_ecg
+    line = _error_line(run, "gain0")
+    assert "gain0.hea" in line and "gain" in line and "uncalibrated" in errors["gain0"]
+
+
+def test_ecg_adc_gain_zero_inspect(hostile_ecg):
+    hea = hostile_ecg[3].parent / "in" / "gain0.hea"
+    assert "uncalibrated" in assert_user_error(run_cli("data", "inspect", hea), "gain0.hea", "ADC gain")
+
+
+def test_ecg_257hz_record_predicts(hostile_ecg):
+    meta = hostile_ecg[1]["hz257"]["meta"]
+    assert meta["fs"] == 257.0 and meta["duration_s"] == pytest.approx(10.0)
+
+
+def test_ecg_15_lead_record_predicts(hostile_ecg):
+    meta = hostile_ecg[1]["leads15"]["meta"]
+    assert meta["fs"] == 500.0 and meta["flat_leads"] == []
+
+
+def test_ecg_signal_file_longer_than_header(hostile_ecg):
+    run, _, errors, _ = hostile_ecg
+    assert "long_signal.mat" in _error_line(run, "long_signal") and "disagree" in errors["long_signal"]
+
+
+def test_ecg_non_ascii_space_paths_symlink_loop_and_a_record_named_twice(hostile_ecg):
+    """The record in ``dossier été/patient 1`` is found through the folder, through a symlink loop
+    (``in/loop -> in``) that is not followed, and by its own name: it is predicted exactly once."""
+    run, preds, _, out = hostile_ecg
+    assert [n for n in preds if n.startswith("HR06001")] == ["HR06001"]
+    assert preds["HR06001"]["record_id"] == "HR06001"
+    assert "dossier été" not in (out / "predictions.json").read_text()  # no folder names in outputs
+
+
+def test_ecg_empty_folder(ecg_checkpoint, tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_user_error(_predict([tmp_path / "empty"], ecg_checkpoint), "empty", "no ECG files")
