@@ -162,9 +162,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _format_validation_error(source: str, exc: ValidationError) -> str:
     problems = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "<root>"
-        if err["type"] == "extra_forbidden":
-            problems.append(f"{key}: unknown key")
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(p for p in loc if p != "[key]") or "<root>"
+        if err["type"] == "extra_forbidden" or loc[-1:] == ["[key]"]:  # a mapping's key that is not allowed
+            allowed = f" ({err['msg'][0].lower()}{err['msg'][1:]})" if loc[-1:] == ["[key]"] else ""
+            problems.append(f"{key}: unknown key{allowed}")
         else:
             problems.append(f"{key}: {err['msg']}")
     return f"{source}: " + "; ".join(problems)

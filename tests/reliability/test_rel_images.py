@@ -9,7 +9,15 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import assert_ok, assert_user_error, crop_real_t2, leftovers, run_cli, write_nifti
+from conftest import (
+    assert_no_traceback,
+    assert_ok,
+    assert_user_error,
+    crop_real_t2,
+    leftovers,
+    run_cli,
+    write_nifti,
+)
 
 T2_TRA = Path("mri/prostatex-dicom/ProstateX-0000/07-07-2011/4.000000-t2tsetra-00702")
 FAST = ("--no-tta", "--roi", "center")
@@ -254,3 +262,124 @@ def test_dicom_truncated_slice_is_refused(dicom_copy, zones_checkpoint, tmp_path
     run = _segment([dicom_copy], zones_checkpoint, tmp_path / "out")
     assert_user_error(run, "t2tra", code=1)
     assert not list((tmp_path / "out").glob("*_zones.nii.gz"))
+
+
+# ----------------------------------------------------------------------------------------- a hostile batch
+# One ``zones segment`` call over a batch a user could hand over: a non-ASCII, space-holding folder with a
+# symlink loop, one of its scans named again, an empty folder, an oblique DICOM series (with a symlink loop
+# inside), a sheared (gantry-tilted) one, a 4D NIfTI, a T2 with one NaN voxel and a truncated .nii.gz.
+
+
+def _tilted_series(real: Path, out: Path, shear: bool) -> Path:
+    """The real T2 series rotated 10 deg in-plane and tilted 20 deg; slices stacked along their normal,
+    or (``shear``) along the scanner axis as a gantry-tilted acquisition stores them."""
+    import pydicom
+
+    out.mkdir(parents=True)
+    slices = sorted((pydicom.dcmread(f) for f in (real / T2_TRA).glob("*.dcm")),
+                    key=lambda ds: float(ds.ImagePositionPatient[2]))
+    a, b = np.radians(20), np.radians(10)
+    rot = (np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+           @ np.array([[np.cos(b), -np.sin(b), 0], [np.sin(b), np.cos(b), 0], [0, 0, 1]]))
+    row, col = rot[:, 0], rot[:, 1]
+    step = float(slices[0].SliceThickness) * (np.array([0.0, 0.0, 1.0]) if shear else np.cross(row, col))
+    origin = np.array(slices[0].ImagePositionPatient, dtype=float)
+    for k, ds in enumerate(slices):
+        ds.ImageOrientationPatient = [float(x) for x in (*row, *col)]
+        ds.ImagePositionPatient = [float(x) for x in origin + k * step]
+        ds.save_as(out / f"{k:03d}.dcm")
+    return out
+
+
+@pytest.fixture(scope="module")
+def hostile_batch(real, t2, zones_checkpoint, tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile_img")
+    named = root / "scans été"
+    named.mkdir()
+    scan = shutil.copy(t2, named / "ö t2.nii.gz")
+    (named / "loop").symlink_to(named, target_is_directory=True)
+    (root / "empty").mkdir()
+    oblique = _tilted_series(real, root / "oblique", shear=False)
+    (oblique / "again").symlink_to(oblique, target_is_directory=True)
+    sheared = _tilted_series(real, root / "sheared", shear=True)
+    img = nib.load(t2)
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    four = write_nifti(root / "four_d.nii.gz", np.stack([data, data], -1), img.affine)
+    nan = data.copy()
+    nan[40, 40, 5] = np.nan
+    nan = write_nifti(root / "nan.nii.gz", nan, img.affine)
+    cut = root / "cut.nii.gz"
+    cut.write_bytes(Path(t2).read_bytes()[: Path(t2).stat().st_size // 2])
+    out = root / "out"
+    run = _segment([named, scan, root / "empty", oblique, sheared, four, nan, cut], zones_checkpoint, out)
+    import csv
+
+    with (out / "summary.csv").open(newline="") as fh:
+        rows = {r["case"]: r for r in csv.DictReader(fh)}
+    return run, rows, out, oblique
+
+
+def _case_error(hostile_batch, case: str, *words: str) -> None:
+    run, rows, out, _ = hostile_batch
+    assert rows[case]["status"] == "error", rows[case]
+    lines = [ln for ln in run.error_lines() if "error:" in ln and case in ln]
+    assert len(lines) == 1 and all(w in lines[0] for w in words), (case, run.error_lines())
+    assert not list(out.glob(f"{case}_*")), f"partial outputs of {case}"
+
+
+def test_img_hostile_batch_finishes_the_good_cases(hostile_batch):
+    run, rows, out, _ = hostile_batch
+    assert_no_traceback(run)
+    assert run.code == 1, run.err[-800:]
+    assert sorted(c for c, r in rows.items() if r["status"] == "ok") == ["oblique", "ö t2"], rows
+    assert leftovers(out) == []
+    assert "WARNING: In " not in run.err, "ITK's multi-line warning reached the user"
+
+
+def test_img_non_ascii_space_names_symlink_loop_and_a_scan_named_twice(hostile_batch):
+    rows = hostile_batch[1]
+    assert len(rows) == 7, sorted(rows)  # 8 inputs, the scan named twice counted once
+    assert (hostile_batch[2] / "ö t2_zones.nii.gz").is_file()
+
+
+def test_img_empty_folder(hostile_batch):
+    _case_error(hostile_batch, "empty", "empty")
+
+
+def test_dicom_oblique_series_keeps_its_geometry(hostile_batch):
+    from medcl.io.image import read_image
+
+    _, rows, out, oblique = hostile_batch
+    assert rows["oblique"]["status"] == "ok"
+    zones = nib.load(out / "oblique_zones.nii.gz")
+    scan = read_image(oblique)
+    assert zones.shape == tuple(scan.shape[1:])
+    np.testing.assert_allclose(zones.affine, np.asarray(scan.affine), atol=1e-3)
+    normal = zones.affine[:3, 2] / np.linalg.norm(zones.affine[:3, 2])
+    assert np.degrees(np.arccos(abs(normal[2]))) == pytest.approx(20.0, abs=0.01)  # the tilt survived
+
+
+def test_dicom_symlink_loop_inside_a_series_folder(hostile_batch):
+    assert hostile_batch[1]["oblique"]["status"] == "ok"  # the folder and oblique/again are one series
+
+
+def test_dicom_sheared_series_is_refused(hostile_batch):
+    _case_error(hostile_batch, "sheared", "sheared", "gantry")
+
+
+def test_img_4d_given_where_3d_is_expected(hostile_batch):
+    _case_error(hostile_batch, "four_d", "four_d.nii.gz", "--channel")
+
+
+def test_img_nan_voxel_in_batch(hostile_batch):
+    _case_error(hostile_batch, "nan", "nan.nii.gz", "NaN")
+
+
+def test_img_truncated_nii_gz_in_batch(hostile_batch):
+    _case_error(hostile_batch, "cut", "cut.nii.gz", "truncated")
+
+
+def test_img_3d_given_where_a_4d_channel_is_asked(t2, zones_checkpoint, tmp_path):
+    run = _segment([t2], zones_checkpoint, tmp_path / "out", "--channel", "1")
+    assert "3D" in assert_user_error(run, "t2.nii.gz", "--channel 1")
+    assert not list((tmp_path / "out").glob("t2_*"))

@@ -71,6 +71,21 @@ def test_cfg_train_out_below_a_file(tmp_path):
     _no_training_started(run)
 
 
+def test_cfg_typo_in_a_nested_mapping_key(tmp_path):
+    """A misspelt key three levels down (``model.per_class.rythm``) is named in full, with the allowed keys."""
+    bad = tmp_path / "ecg.yaml"
+    bad.write_text((REPO / "configs" / "ecg" / "tiny.yaml").read_text().replace("{rhythm: 2,", "{rythm: 2,"))
+    line = assert_user_error(run_cli("config", "validate", "ecg", bad), "ecg.yaml", "model.per_class.rythm")
+    assert "unknown key" in line and "rhythm" in line and "[key]" not in line
+
+
+def test_cfg_typo_in_a_nested_section_key(tmp_path):
+    bad = tmp_path / "z.yaml"
+    bad.write_text((REPO / "configs" / "zones" / "synthetic.yaml").read_text()
+                   .replace("  lr: 0.003", "  lr: 0.003\n  rampup_epochz: 3"))
+    assert "unknown key" in assert_user_error(run_cli("config", "validate", "zones", bad), "stage2.rampup_epochz")
+
+
 # ----------------------------------------------------------------------------------------- manifests
 
 
@@ -135,6 +150,33 @@ def test_man_constant_image_row(scans, tmp_path):
     m = _manifest(tmp_path, [f"{scans}/s0.nii.gz,target", f"{blank},background"])
     run = _sepclr_train(m, tmp_path / "r")
     assert_user_error(run, "blank.nii.gz", "constant")
+    _no_training_started(run)
+
+
+def test_man_repeated_image(scans, tmp_path):
+    """The same scan as a target and (spelt another way) as a background subject."""
+    m = _manifest(tmp_path, [f"{scans}/s0.nii.gz,target", f"{scans}/s1.nii.gz,background",
+                             f"{scans}/../{scans.name}/s0.nii.gz,background"])
+    run = _sepclr_train(m, tmp_path / "r")
+    line = assert_user_error(run, "manifest.csv", "row 3", "s0.nii.gz", "row 1")
+    assert "repeats" in line
+    _no_training_started(run)
+
+
+def test_man_missing_group_column(scans, tmp_path):
+    m = _manifest(tmp_path, [f"{scans}/s0.nii.gz", f"{scans}/s1.nii.gz"], header="path")
+    run = _sepclr_train(m, tmp_path / "r")
+    assert_user_error(run, "manifest.csv", "group")
+    _no_training_started(run)
+
+
+def test_man_4d_image_row(scans, tmp_path):
+    img = nib.load(scans / "s0.nii.gz")
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    four = write_nifti(tmp_path / "four.nii.gz", np.stack([data, data], -1), img.affine)
+    m = _manifest(tmp_path, [f"{scans}/s1.nii.gz,target", f"{four},background"])
+    run = _sepclr_train(m, tmp_path / "r")
+    assert_user_error(run, "four.nii.gz", "channel")
     _no_training_started(run)
 
 
@@ -209,6 +251,26 @@ def test_dl_zero_spacing_label(real, tmp_path):
     pair = {"image": str(real / P158 / "001" / "t2.nii.gz"), "label": str(bad)}
     run = _zones_train(_datalist(tmp_path, [_real_pair(real, "002"), pair]), tmp_path / "r")
     assert_user_error(run, "lab0.nii.gz")
+    _no_training_started(run)
+
+
+def _reader2(real: Path, case: str) -> dict:
+    return {"image": str(real / P158 / case / "t2.nii.gz"), "label": str(real / P158 / case / "t2_anatomy_reader2.nii.gz")}
+
+
+def test_dl_repeated_pair(real, tmp_path):
+    """A second reader's label of one image is a new pair; the same (image, label) pair twice is refused."""
+    training = [_real_pair(real, "001"), _reader2(real, "001"), _real_pair(real, "002"), _real_pair(real, "002")]
+    run = _zones_train(_datalist(tmp_path, training), tmp_path / "r")
+    line = assert_user_error(run, "datalist.json", "training[3]", "training[2]", "002")
+    assert "repeats" in line
+    _no_training_started(run)
+
+
+def test_dl_validation_case_is_a_training_case(real, tmp_path):
+    training = [_real_pair(real, "001"), _real_pair(real, "002")]
+    run = _zones_train(_datalist(tmp_path, training, [_reader2(real, "002")]), tmp_path / "r")
+    assert_user_error(run, "datalist.json", "validation[0]", "training[1]", "002")
     _no_training_started(run)
 
 
