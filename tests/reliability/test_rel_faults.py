@@ -270,3 +270,42 @@ def test_ckpt_hostile_ecg_train_resume(hostile_checkpoint, synth_ecg, tmp_path):
                      env={"MEDCL_CACHE_DIR": str(tmp_path / "cache")})
     line = assert_user_error(run, "hostile.ckpt", "refused")
     assert "posix.system" in line and "will likely succeed" not in run.err and "GPU available" not in run.err
+
+
+# ----------------------------------------------------------------------------------------- Ctrl-C, two writers
+
+
+def test_fault_sigint_mid_segment_and_a_second_writer(real, zones_checkpoint, tmp_path):
+    """Ctrl-C while ``zones segment`` writes its second case: exit 130 with one line, no temp files, no
+    half-written case (each case has all its outputs or none); a second run into the same --out meanwhile
+    is refused (one line, exit 2) instead of interleaving; ``--continue`` then finishes the batch."""
+    from conftest import MEDCL, assert_user_error, crop_real_t2
+
+    from medcl.pipelines.zones_segment import OUTPUT_SUFFIXES
+
+    scans = tmp_path / "in"
+    scans.mkdir()
+    for i, case in enumerate(("001", "002", "020")):
+        crop_real_t2(real, scans, f"s{i}.nii.gz", case)
+    out = tmp_path / "out"
+    args = ["zones", "segment", scans, "--checkpoint", zones_checkpoint, "--out", out, "--no-tta", "--roi", "center"]
+    first = subprocess.Popen([*MEDCL, *map(str, args)], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / "s1_zones.nii.gz").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert first.poll() is None, "segment finished before it could be interrupted"
+    second = run_cli(*args)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=120)
+    assert_user_error(second, str(out), "another medcl run")
+    assert first.returncode == 130, err[-800:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "medcl: interrupted", err[-800:]
+    assert leftovers(out) == []
+    for case in ("s0", "s1", "s2"):
+        present = [(out / f"{case}{s}").is_file() for s in OUTPUT_SUFFIXES]
+        assert all(present) or not any(present), f"half-written case {case}: {present}"
+    assert all((out / f"s0{s}").is_file() for s in OUTPUT_SUFFIXES)
+    assert_ok(run_cli(*args, "--continue"))
+    assert all((out / f"s{i}{s}").is_file() for i in range(3) for s in OUTPUT_SUFFIXES)
+    assert leftovers(out) == []
