@@ -340,8 +340,8 @@ def test_ecg_257hz_record_predicts(hostile_ecg):
 
 
 def test_ecg_15_lead_record_predicts(hostile_ecg):
-    meta = hostile_ecg[1]["leads15"]["meta"]
-    assert meta["fs"] == 500.0 and meta["flat_leads"] == []
+    entry = hostile_ecg[1]["leads15"]
+    assert entry["meta"]["fs"] == 500.0 and entry["record_id"] == "leads15"
 
 
 def test_ecg_signal_file_longer_than_header(hostile_ecg):

@@ -343,7 +343,7 @@ def test_img_non_ascii_space_names_symlink_loop_and_a_scan_named_twice(hostile_b
 
 
 def test_img_empty_folder(hostile_batch):
-    _case_error(hostile_batch, "empty", "empty")
+    _case_error(hostile_batch, "empty", "folder is empty")
 
 
 def test_dicom_oblique_series_keeps_its_geometry(hostile_batch):
