@@ -159,11 +159,25 @@ def _normalised(prototypes: torch.Tensor) -> torch.Tensor:
     return F.normalize(prototypes.reshape(prototypes.shape[0], -1), dim=1)
 
 
+class _SelfGram(torch.autograd.Function):
+    """``p @ p.T`` whose backward is one matrix product, ``(G + G^T) @ p``, where autograd's
+    ``mm`` backward takes two (one per operand) and adds them: the same gradient, up to rounding."""
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(p)
+        return p @ p.T
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (p,) = ctx.saved_tensors
+        return (grad + grad.T) @ p
+
+
 def prototype_gram(prototypes: torch.Tensor) -> torch.Tensor:
     """``(P, P)`` cosine (Gram) matrix of the L2-normalised, flattened prototypes: the one matrix
     the diversity and contrastive terms share (:class:`PrototypeLoss` computes it once a step)."""
-    p = _normalised(prototypes)
-    return p @ p.T
+    return _SelfGram.apply(_normalised(prototypes))
 
 
 class DiversityLoss(_Loss):

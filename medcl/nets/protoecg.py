@@ -95,9 +95,46 @@ class OneRowConv2d(nn.Conv2d):
         if not self._one_row(x):
             return super().forward(x)
         ph = self.padding[0]
-        weight = self.weight[:, :, ph : ph + 1, :]
-        return F.conv2d(x, weight, self.bias, (1, self.stride[1]), (0, self.padding[1]), (1, self.dilation[1]),
-                        self.groups)
+        args = ((1, self.stride[1]), (0, self.padding[1]), (1, self.dilation[1]), self.groups)
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            return _OneRowConv.apply(x, self.weight, self.bias, ph, *args)
+        return F.conv2d(x, self.weight[:, :, ph : ph + 1, :], self.bias, *args)
+
+
+class _OneRowConv(torch.autograd.Function):
+    """``conv2d`` with kernel row ``row`` of ``weight`` whose weight gradient is written straight
+    into a zero tensor of the parameter's own layout (autograd's slice backward would fill a
+    default-layout tensor, which accumulating into a channels-last parameter then copies again)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, row, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, weight)
+        ctx.conv = (row, stride, padding, dilation, groups, bias is not None)
+        return F.conv2d(x, weight[:, :, row : row + 1, :], bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        row, stride, padding, dilation, groups, has_bias = ctx.conv
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        w = weight[:, :, row : row + 1, :]
+        gx, gw_row, gb = torch.ops.aten.convolution_backward(
+            grad, x, w, [w.shape[0]] if has_bias else None, list(stride), list(padding), list(dilation), False,
+            [0, 0], groups, [need_x, need_w, has_bias and need_b])
+        gw = None
+        if need_w:
+            gw = torch.zeros_like(weight)  # the parameter's layout (see one_row_layout)
+            gw[:, :, row : row + 1, :].copy_(gw_row)
+        return gx, gw, gb, None, None, None, None, None
+
+
+def one_row_layout(conv: nn.Conv2d) -> None:
+    """Store a :class:`OneRowConv2d` weight ``(O, I, kh, kw)`` kernel-row outermost, channels-last
+    within a row (strides ``(kw I, 1, O kw I, I)``): each kernel row is then a contiguous
+    channels-last ``(O, I, 1, kw)`` tensor that oneDNN takes without a reorder, and the weight
+    gradient is built in the same layout. Same values; the state dict is unchanged."""
+    with torch.no_grad():
+        conv.weight.data = conv.weight.data.permute(2, 0, 3, 1).contiguous().permute(1, 3, 0, 2)
 
 
 def one_row_convs(module: nn.Module, enabled: bool = True) -> nn.Module:
@@ -191,12 +228,14 @@ def plain_paths(module: nn.Module) -> nn.Module:
     """Undo :func:`one_row_convs` and the rows weight layout of :func:`rows_layout` in place (the
     step as it ran before them): same parameters and outputs, for equivalence tests and the
     benchmark's before/after comparison."""
-    one_row_convs(module, enabled=False)
     for m in module.modules():
+        if isinstance(m, OneRowConv2d):
+            with torch.no_grad():
+                m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
         if isinstance(m, _Conv1dOnRows):
             with torch.no_grad():
                 m.weight.data = m.weight.data.contiguous()
-    return module
+    return one_row_convs(module, enabled=False)
 
 
 def _add_on_1d(in_dim: int, dim: int) -> nn.Sequential:
@@ -407,6 +446,9 @@ def channels_last_branch(branch: ProtoBranch) -> ProtoBranch:
     if branch.kind == "2d":
         branch.backbone.to(memory_format=torch.channels_last)
         branch.add_on.to(memory_format=torch.channels_last)
+        for m in branch.backbone.modules():
+            if isinstance(m, OneRowConv2d):
+                one_row_layout(m)
     return branch
 
 

@@ -233,3 +233,17 @@ def test_contrastive_pair_weights_are_kept_and_rebuilt_when_inputs_change():
     fresh = CooccurrenceContrastiveLoss(torch.eye(3)).double()(protos, ident)
     assert math.isclose(float(changed), float(fresh), rel_tol=1e-12)
     assert not math.isclose(float(first), float(changed), rel_tol=1e-6)
+
+
+def test_prototype_gram_gradient_equals_autograd_mm_float64():
+    torch.manual_seed(3)
+    protos = torch.randn(9, 4, 1, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(9, 9, dtype=torch.float64)  # not symmetric: both halves of the backward count
+    gram = prototype_gram(protos)
+    p = F.normalize(protos.reshape(9, -1), dim=1)
+    plain = p @ p.T
+    torch.testing.assert_close(gram, plain, rtol=1e-12, atol=1e-12)
+    ours = torch.autograd.grad((gram * weight).sum(), protos)[0]
+    theirs = torch.autograd.grad((plain * weight).sum(), protos)[0]
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(prototype_gram, (protos[:4].detach().clone().requires_grad_(True),))

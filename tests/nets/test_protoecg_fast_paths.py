@@ -11,17 +11,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from medcl.losses.prototype import PrototypeLoss, jaccard_matrix, positive_weights
-from medcl.nets.protoecg import OneRowConv2d, build_branch, one_row_convs, plain_paths
+from medcl.nets.protoecg import (
+    OneRowConv2d,
+    build_branch,
+    channels_last_branch,
+    one_row_convs,
+    one_row_layout,
+    plain_paths,
+)
 
 torch.set_num_threads(2)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_one_row_conv_equals_the_full_kernel_on_a_one_row_map(stride):
+@pytest.mark.parametrize(("stride", "layout"), [(1, False), (2, False), (1, True), (2, True)])
+def test_one_row_conv_equals_the_full_kernel_on_a_one_row_map(stride, layout):
     torch.manual_seed(0)
     full = nn.Conv2d(6, 5, 3, stride=stride, padding=1).double()
     fast = one_row_convs(copy.deepcopy(full))
     assert type(fast) is OneRowConv2d
+    if layout:  # kernel rows outermost: each row is a contiguous channels-last (O, I, 1, kw) tensor
+        one_row_layout(fast)
+        assert fast.weight[:, :, 1:2].is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(fast.weight, full.weight, rtol=0, atol=0)
     x = torch.randn(2, 6, 1, 11, dtype=torch.float64, requires_grad=True)
     x2 = x.detach().clone().requires_grad_(True)
     a, b = full(x), fast(x2)
@@ -33,6 +44,9 @@ def test_one_row_conv_equals_the_full_kernel_on_a_one_row_map(stride):
     torch.testing.assert_close(x2.grad, x.grad, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(fast.weight.grad, full.weight.grad, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(fast.bias.grad, full.bias.grad, rtol=1e-12, atol=1e-12)
+    assert fast.weight.grad.stride() == fast.weight.stride()  # accumulated without a layout copy
+    with torch.no_grad():  # inference takes the plain slice
+        torch.testing.assert_close(fast(x), full(x), rtol=1e-12, atol=1e-12)
     # the rows that only meet the zero padding get exactly zero gradient, on both paths
     assert full.weight.grad[:, :, [0, 2]].abs().max() == 0
     assert fast.weight.grad[:, :, 1].abs().max() > 0
@@ -58,6 +72,7 @@ def test_fast_paths_keep_loss_and_every_gradient_in_float64(name):
     torch.manual_seed(2)
     fast = build_branch(name, num_classes=3, per_class=2, width=4, layers=(1, 1, 1, 1), proto_dim=8,
                         n_samples=200).double().train()
+    channels_last_branch(fast)  # as the trainers do
     plain = plain_paths(copy.deepcopy(fast))
     assert not any(isinstance(m, OneRowConv2d) for m in plain.modules())
     if name == "rhythm":  # the fast layout: weight.unsqueeze(2) is channels-last without a copy
