@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-onnx", action="store_true", help="skip the onnxruntime vs eager comparison")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"what to measure, some of {','.join(PARTS)} (default all)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="training steps timed in CPU seconds of this process instead of wall seconds "
+                             "(steadier on a busy machine, best with --threads 1)")
     parser.add_argument("--no-before", action="store_true",
                         help="leave out the medcl_before side of the training steps (the plain paths)")
 
@@ -190,7 +193,7 @@ def conv_peak(threads: int, repeats: int) -> dict[str, Any]:
             "gemm_gflop_s": summary([2 * 2048**3 / 1e9 / s for s in secs], 1)}
 
 
-def conv_seconds(branch, x, repeats: int) -> float:
+def conv_seconds(branch, x, repeats: int, clock=time.perf_counter) -> float:
     """Seconds per step the branch's own convolutions take in isolation: each one's forward and
     backward (input and weight gradients; no input gradient for the first) at the shape and layout
     it sees in the step, median of ``repeats``. ``conv_seconds / step seconds`` is the step's
@@ -230,18 +233,19 @@ def conv_seconds(branch, x, repeats: int) -> float:
         run()
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = clock()
             run()
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
         total += statistics.median(times)
     return total
 
 
 def train_side_by_side(name: str, batch: int, repeats: int, steps: int, compile: bool,
-                       before: bool = True) -> dict[str, Any]:
+                       before: bool = True, cpu_time: bool = False) -> dict[str, Any]:
     """Interleaved medcl vs reference steps of one branch (same weights, same batch); with ``before``
     also medcl's step on the plain paths (:func:`medcl.nets.protoecg.plain_paths`: full-kernel 2D
-    convolutions, contiguous rhythm weights, eager), the step before the issue-20 step work."""
+    convolutions, contiguous rhythm weights, eager), the step before the issue-20 step work.
+    ``cpu_time``: rates per CPU second of the process instead of per wall second."""
     import copy
 
     import torch
@@ -268,9 +272,10 @@ def train_side_by_side(name: str, batch: int, repeats: int, steps: int, compile:
     sides["medcl"]()  # first call: compilation (if any)
     warm_s = time.perf_counter() - t0
     gflop = {k: step_gflop(fn) for k, fn in sides.items()}
-    secs = interleaved(sides, repeats, calls=steps)
+    clock = time.process_time if cpu_time else time.perf_counter
+    secs = interleaved(sides, repeats, calls=steps, clock=clock)
     rates = {k: rate_summary(v, batch) for k, v in secs.items()}
-    conv_s = conv_seconds(branch, x, repeats)
+    conv_s = conv_seconds(branch, x, repeats, clock)
     step_s = batch / float(rates["medcl"]["median"])
     result = {"prototypes": branch.prototypes.num_prototypes, "samples_per_s": rates,
               "speedup": ratio(rates["medcl"], rates["reference"]),
@@ -278,7 +283,8 @@ def train_side_by_side(name: str, batch: int, repeats: int, steps: int, compile:
               "medcl_gflop_s": round(gflop["medcl"] * float(rates["medcl"]["median"]) / batch, 1),
               "loss": {"reference": float(theirs), "medcl": float(ours), "loss_abs_diff": abs(float(theirs - ours))},
               "conv_seconds_per_step": round(conv_s, 4), "share_of_conv_peak": round(conv_s / step_s, 3),
-              "medcl_first_step_s": round(warm_s, 2), "compiled": compile}
+              "medcl_first_step_s": round(warm_s, 2), "compiled": compile,
+              "clock": "cpu" if cpu_time else "wall"}
     if before:
         result["speedup_over_before"] = ratio(rates["medcl"], rates["medcl_before"])
         result["before_over_reference"] = ratio(rates["medcl_before"], rates["reference"])
@@ -454,7 +460,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["conv_peak"] = conv_peak(args.threads, repeats)
     if "train" in parts:
         result["train"] = {b: train_side_by_side(b, args.batch_size, repeats, steps, args.compile,
-                                                 before=not args.no_before) for b in names}
+                                                 before=not args.no_before, cpu_time=args.cpu_time)
+                           for b in names}
     if "forward" in parts:
         result["forward"] = forward_side_by_side(args.batch_size, repeats)
     if "projection" in parts:
