@@ -101,6 +101,10 @@ class ECGOptimConfig(MedclModel):
         "joint", description="joint: one checkpoint by 71-label val AUROC; per_branch: each branch keeps its "
         "best epoch by its own val AUROC and stops after train.early_stopping_patience (reference)."
     )
+    compile: bool = Field(
+        False, description="joint stage: the network's training forward under torch.compile (CPU inductor or "
+        "CUDA); compiles at the first step (minutes on a small CPU) and trains eagerly, with a warning, if it fails."
+    )
 
 
 class ECGProjectConfig(MedclModel):

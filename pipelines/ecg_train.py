@@ -75,6 +75,26 @@ class ECGModule(MedclModule):
         for b in BRANCHES:  # oneDNN's fastest layout on CPU; same parameters and state dict
             channels_last_branch(net.branches[b])
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # the training forward; a tuple so that a compiled wrapper is no submodule (state dict unchanged)
+        self._train_net: tuple[Any] = (net,)
+        self._compile_pending = cfg.optim.compile and stage == "joint"
+        if self._compile_pending:
+            self._train_net = (torch.compile(net, dynamic=False),)
+
+    def train_forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``net(x)`` of the training step: compiled with ``optim.compile``, falling back to eager
+        (same maths) with a warning if the first compiled call fails."""
+        if not self._compile_pending:
+            return self._train_net[0](x)
+        self._compile_pending = False
+        try:
+            return self._train_net[0](x)
+        except Exception as exc:  # no C++ compiler, an unsupported op ...
+            first = (str(exc).splitlines() or [""])[0][:200]
+            warnings.warn(f"optim.compile: torch.compile failed ({type(exc).__name__}: {first}); training eagerly",
+                          stacklevel=2)
+            self._train_net = (self.net,)
+            return self.net(x)
 
     def _build_losses(self, y: torch.Tensor) -> None:
         lc = self.cfg.loss
@@ -137,7 +157,7 @@ class ECGModule(MedclModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch[0], batch[1].float()
-        loss, terms = self.stage_loss(self.net(x), y)
+        loss, terms = self.stage_loss(self.train_forward(x), y)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(x))
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=len(x))
         return loss

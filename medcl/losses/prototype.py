@@ -34,6 +34,7 @@ __all__ = [
     "MaskedL1Loss",
     "PrototypeLoss",
     "SeparationLoss",
+    "class_max",
     "jaccard_matrix",
     "positive_weights",
     "prototype_gram",
@@ -85,18 +86,36 @@ def _check_sims(sims: torch.Tensor, targets: torch.Tensor, identity: torch.Tenso
         raise ValueError(f"batch sizes differ: similarities {sims.shape[0]}, targets {targets.shape[0]}")
 
 
-def _own_mask(targets: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-    """``(B, P, C)`` mask: prototype p belongs to class c and sample b carries c."""
-    return identity.to(targets.dtype)[None] * targets[:, None, :]
+def class_max(sims: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+    """``(B, C)``: the highest similarity among each class's prototypes.
+
+    ``identity`` is the ``(P, C)`` one-hot prototype-to-class matrix
+    (:func:`medcl.nets.prototype.class_identity`: every prototype belongs to exactly one class,
+    every class has prototypes). One segment reduction over ``(B, P)``; no ``(B, P, C)`` tensor.
+    """
+    index = identity.argmax(dim=1).expand(sims.shape[0], -1)
+    start = sims.new_full((sims.shape[0], identity.shape[1]), float("-inf"))
+    return start.scatter_reduce(1, index, sims, "amax", include_self=True)
+
+
+def _shares(identity: torch.Tensor) -> torch.Tensor:
+    """``(C,)`` bool: the class does not own every prototype (so a masked max also sees zeros)."""
+    return identity.sum(dim=0) < identity.shape[0]
 
 
 class ClusterLoss(_Loss):
-    """Clustering term (reference semantics): pull each present label's best prototype close."""
+    """Clustering term (reference semantics): pull each present label's best prototype close.
+
+    The reference's ``max_p sim[b, p] * 1[p in c] * y[b, c]`` over a ``(B, P, C)`` mask is computed
+    as ``y[b, c] * max(class_max[b, c], 0)`` (the zero is what the masked-out prototypes give; for
+    ``y >= 0`` the two are equal, gradients included).
+    """
 
     def forward(self, sims: torch.Tensor, targets: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
         _check_sims(sims, targets, identity)
-        mask = _own_mask(targets.to(sims.dtype), identity)
-        return -(sims[:, :, None] * mask).amax(dim=1).mean()
+        own = class_max(sims, identity.to(sims.dtype))
+        own = torch.where(_shares(identity), own.clamp(min=0), own)
+        return -(targets.to(sims.dtype) * own).mean()
 
 
 class SeparationLoss(_Loss):
@@ -107,6 +126,10 @@ class SeparationLoss(_Loss):
             over prototypes outside that pair's own mask (all prototypes for absent labels).
             ``"protopnet"``: per sample, the max similarity over prototypes of labels it lacks,
             averaged over samples (samples carrying every class are skipped).
+
+    The reference mode's ``max_p sim[b, p] * (1 - 1[p in c] * y[b, c])`` is computed as
+    ``max((1 - y[b, c]) * class_max[b, c], max_{c' != c} class_max[b, c'])`` from the ``(B, C)``
+    class maxima (a ``(B, C, C)`` step instead of the ``(B, P, C)`` mask).
     """
 
     def __init__(self, mode: Literal["reference", "protopnet"] = "reference") -> None:
@@ -119,8 +142,11 @@ class SeparationLoss(_Loss):
         _check_sims(sims, targets, identity)
         targets = targets.to(sims.dtype)
         if self.mode == "reference":
-            wrong = 1.0 - _own_mask(targets, identity)
-            return (sims[:, :, None] * wrong).amax(dim=1).mean()
+            own = class_max(sims, identity.to(sims.dtype))  # (B, C)
+            n = own.shape[1]
+            eye = torch.eye(n, dtype=torch.bool, device=own.device)
+            others = own[:, None, :].masked_fill(eye, float("-inf")).amax(dim=2)  # -inf: no other class
+            return torch.maximum((1.0 - targets) * own, others).mean()
         foreign = (1.0 - targets) @ identity.to(sims.dtype).T > 0  # (B, P)
         best = sims.masked_fill(~foreign, float("-inf")).amax(dim=1)
         keep = foreign.any(dim=1)
@@ -133,11 +159,25 @@ def _normalised(prototypes: torch.Tensor) -> torch.Tensor:
     return F.normalize(prototypes.reshape(prototypes.shape[0], -1), dim=1)
 
 
+class _SelfGram(torch.autograd.Function):
+    """``p @ p.T`` whose backward is one matrix product, ``(G + G^T) @ p``, where autograd's
+    ``mm`` backward takes two (one per operand) and adds them: the same gradient, up to rounding."""
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(p)
+        return p @ p.T
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (p,) = ctx.saved_tensors
+        return (grad + grad.T) @ p
+
+
 def prototype_gram(prototypes: torch.Tensor) -> torch.Tensor:
     """``(P, P)`` cosine (Gram) matrix of the L2-normalised, flattened prototypes: the one matrix
     the diversity and contrastive terms share (:class:`PrototypeLoss` computes it once a step)."""
-    p = _normalised(prototypes)
-    return p @ p.T
+    return _SelfGram.apply(_normalised(prototypes))
 
 
 class DiversityLoss(_Loss):
@@ -168,9 +208,30 @@ class CooccurrenceContrastiveLoss(_Loss):
         if cooccurrence.ndim != 2 or cooccurrence.shape[0] != cooccurrence.shape[1]:
             raise ValueError(f"cooccurrence must be (C, C); got {tuple(cooccurrence.shape)}")
         self.register_buffer("cooccurrence", cooccurrence.float())
+        self._weights: tuple[torch.Tensor, tuple, torch.Tensor] | None = None
 
     def forward(self, prototypes: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
         return self.from_gram(prototype_gram(prototypes), identity)
+
+    def pair_weights(self, identity: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``(P, P)`` weights ``M / (sum M + eps) - (1 - M) / (sum (1 - M) + eps)``, ``M = A J A^T``:
+        the term is ``-sum(S * weights) / sqrt(P)``. They depend on the identity and the
+        co-occurrence only, so they are kept between steps (rebuilt when either changes)."""
+        if torch.compiler.is_compiling() or torch.is_inference_mode_enabled():
+            return self._pair_weights(identity, dtype)  # traced into the graph / not kept
+        key = (identity.device, dtype, identity._version, self.cooccurrence._version,
+               self.cooccurrence.device, self.cooccurrence.data_ptr())
+        cached = self._weights
+        if cached is None or cached[0] is not identity or cached[1] != key:
+            with torch.no_grad():
+                cached = self._weights = (identity, key, self._pair_weights(identity, dtype))
+        return cached[2]
+
+    def _pair_weights(self, identity: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        a = identity.to(dtype)
+        pos = a @ self.cooccurrence.to(dtype) @ a.T
+        neg = 1.0 - pos
+        return pos / (pos.sum() + _MASK_EPS) - neg / (neg.sum() + _MASK_EPS)
 
     def from_gram(self, gram: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
         """The term from a precomputed :func:`prototype_gram` (``(P, P)``)."""
@@ -178,12 +239,7 @@ class CooccurrenceContrastiveLoss(_Loss):
         if identity.shape != (n, self.cooccurrence.shape[0]):
             raise ValueError(f"identity must be ({n}, {self.cooccurrence.shape[0]}); got {tuple(identity.shape)}")
         sim = gram.clamp(-1 + 1e-6, 1 - 1e-6)
-        a = identity.to(gram.dtype)
-        pos = a @ self.cooccurrence.to(gram.dtype) @ a.T
-        neg = 1.0 - pos
-        pos_term = (sim * pos / (pos.sum() + _MASK_EPS)).sum()
-        neg_term = (sim * neg / (neg.sum() + _MASK_EPS)).sum()
-        return -(pos_term - neg_term) / n**0.5
+        return -(sim * self.pair_weights(identity, gram.dtype)).sum() / n**0.5
 
 
 class MaskedL1Loss(_Loss):

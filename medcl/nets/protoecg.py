@@ -33,9 +33,9 @@ from torch import nn
 from medcl.errors import MedclError
 from medcl.nets.prototype import GlobalPrototypes1D, PrototypeLayer, TemporalPrototypes2D
 
-__all__ = ["BRANCHES", "NORMALIZE", "ProtoBranch", "ProtoECGNet", "branch_contributions", "branch_probabilities", "build_branch",
-           "head_probabilities", "load_resnet18_2d", "resnet_backbone",
-           "zscore_leads"]
+__all__ = ["BRANCHES", "NORMALIZE", "OneRowConv2d", "ProtoBranch", "ProtoECGNet", "branch_contributions",
+           "branch_probabilities", "build_branch", "head_probabilities", "load_resnet18_2d", "one_row_convs",
+           "plain_paths", "resnet_backbone", "zscore_leads"]
 
 NORMALIZE: tuple[str, ...] = ("none", "zscore")
 
@@ -73,6 +73,81 @@ def add_stage_dropout(stage: nn.Module, p: float) -> None:
         stage.register_forward_hook(lambda mod, _inp, out: F.dropout(out, p, mod.training))
 
 
+class OneRowConv2d(nn.Conv2d):
+    """A ``Conv2d`` that skips the kernel rows which only ever meet zero padding.
+
+    After the first convolution of a 2D branch (kernel ``(12, 7)`` over the 12 leads) every feature
+    map has height 1, so a ``3 x 3`` convolution with padding 1 multiplies its top and bottom kernel
+    rows by the zero padding only: its output is exactly that of the middle row alone, a ``1 x 3``
+    convolution with a third of the work, and the gradients of the two other rows are exactly zero
+    either way. On a one-row input whose padding leaves one output row this class convolves with
+    that one row (a view of the same parameter); any other input takes the plain ``Conv2d`` path.
+    State-dict keys, shapes and outputs are unchanged (up to float summation order).
+    """
+
+    def _one_row(self, x: torch.Tensor) -> bool:
+        kh, ph = self.kernel_size[0], self.padding[0]
+        return (x.ndim == 4 and x.shape[2] == 1 and kh > 1 and isinstance(ph, int) and ph < kh
+                and self.padding_mode == "zeros" and self.dilation[0] == 1
+                and 0 <= 1 + 2 * ph - kh < self.stride[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._one_row(x):
+            return super().forward(x)
+        ph = self.padding[0]
+        args = ((1, self.stride[1]), (0, self.padding[1]), (1, self.dilation[1]), self.groups)
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            return _OneRowConv.apply(x, self.weight, self.bias, ph, *args)
+        return F.conv2d(x, self.weight[:, :, ph : ph + 1, :], self.bias, *args)
+
+
+class _OneRowConv(torch.autograd.Function):
+    """``conv2d`` with kernel row ``row`` of ``weight`` whose weight gradient is written straight
+    into a zero tensor of the parameter's own layout (autograd's slice backward would fill a
+    default-layout tensor, which accumulating into a channels-last parameter then copies again)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, row, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, weight)
+        ctx.conv = (row, stride, padding, dilation, groups, bias is not None)
+        return F.conv2d(x, weight[:, :, row : row + 1, :], bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        row, stride, padding, dilation, groups, has_bias = ctx.conv
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        w = weight[:, :, row : row + 1, :]
+        gx, gw_row, gb = torch.ops.aten.convolution_backward(
+            grad, x, w, [w.shape[0]] if has_bias else None, list(stride), list(padding), list(dilation), False,
+            [0, 0], groups, [need_x, need_w, has_bias and need_b])
+        gw = None
+        if need_w:
+            gw = torch.zeros_like(weight)  # the parameter's layout (see one_row_layout)
+            gw[:, :, row : row + 1, :].copy_(gw_row)
+        return gx, gw, gb, None, None, None, None, None
+
+
+def one_row_layout(conv: nn.Conv2d) -> None:
+    """Store a :class:`OneRowConv2d` weight ``(O, I, kh, kw)`` kernel-row outermost, channels-last
+    within a row (strides ``(kw I, 1, O kw I, I)``): each kernel row is then a contiguous
+    channels-last ``(O, I, 1, kw)`` tensor that oneDNN takes without a reorder, and the weight
+    gradient is built in the same layout. Same values; the state dict is unchanged."""
+    with torch.no_grad():
+        conv.weight.data = conv.weight.data.permute(2, 0, 3, 1).contiguous().permute(1, 3, 0, 2)
+
+
+def one_row_convs(module: nn.Module, enabled: bool = True) -> nn.Module:
+    """Turn every plain ``Conv2d`` of ``module`` into a :class:`OneRowConv2d` (``enabled=False``:
+    back to plain ``Conv2d``, the full-kernel path), in place; parameters are untouched."""
+    for m in module.modules():
+        if enabled and type(m) is nn.Conv2d:
+            m.__class__ = OneRowConv2d
+        elif not enabled and type(m) is OneRowConv2d:
+            m.__class__ = nn.Conv2d
+    return module
+
+
 class ResNet2DMap(nn.Module):
     """2D ResNet returning the ``(B, 8w, 1, T')`` feature map; the first conv spans all leads.
 
@@ -87,6 +162,7 @@ class ResNet2DMap(nn.Module):
         self.net = resnet_backbone(2, width, layers, 1)
         self.net.conv1 = nn.Conv2d(1, width, kernel_size=(leads, 7), stride=(1, 2), padding=(0, 3), bias=False)
         self.out_channels = 8 * width
+        one_row_convs(self.net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.net
@@ -133,11 +209,33 @@ _ON_ROWS = {nn.Conv1d: _Conv1dOnRows, nn.BatchNorm1d: _BatchNormOnRows, nn.MaxPo
 def rows_layout(backbone: nn.Module) -> nn.Module:
     """Let a 1D backbone run on ``(B, C, 1, T)`` channels-last input, in place: its Conv1d /
     BatchNorm1d / MaxPool1d / AdaptiveAvgPool1d modules get subclasses that also accept 4D input.
-    Parameters, state-dict keys and shapes are unchanged; 3D input still works as before."""
+    Parameters, state-dict keys and shapes are unchanged; 3D input still works as before.
+
+    The convolution weights ``(O, I, K)`` are stored input-channel fastest (strides ``(I K, 1, I)``),
+    so that ``weight.unsqueeze(2)`` already is a channels-last ``(O, I, 1, K)`` tensor: oneDNN then
+    needs no weight reorder in the forward and backward pass, and the weight gradient arrives in the
+    parameter's own layout (no copy when it is accumulated)."""
     for module in backbone.modules():
         if type(module) in _ON_ROWS:
             module.__class__ = _ON_ROWS[type(module)]
+        if isinstance(module, _Conv1dOnRows):
+            with torch.no_grad():
+                module.weight.data = module.weight.data.transpose(1, 2).contiguous().transpose(1, 2)
     return backbone
+
+
+def plain_paths(module: nn.Module) -> nn.Module:
+    """Undo :func:`one_row_convs` and the rows weight layout of :func:`rows_layout` in place (the
+    step as it ran before them): same parameters and outputs, for equivalence tests and the
+    benchmark's before/after comparison."""
+    for m in module.modules():
+        if isinstance(m, OneRowConv2d):
+            with torch.no_grad():
+                m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+        if isinstance(m, _Conv1dOnRows):
+            with torch.no_grad():
+                m.weight.data = m.weight.data.contiguous()
+    return one_row_convs(module, enabled=False)
 
 
 def _add_on_1d(in_dim: int, dim: int) -> nn.Sequential:
@@ -348,6 +446,9 @@ def channels_last_branch(branch: ProtoBranch) -> ProtoBranch:
     if branch.kind == "2d":
         branch.backbone.to(memory_format=torch.channels_last)
         branch.add_on.to(memory_format=torch.channels_last)
+        for m in branch.backbone.modules():
+            if isinstance(m, OneRowConv2d):
+                one_row_layout(m)
     return branch
 
 

@@ -41,6 +41,7 @@ TARGETS = {"rhythm_speedup": 1.5, "share_of_conv_peak_2d": 0.9, "projection_over
            "predict_records_per_s": 80.0}
 GROUP_SIZES = {"rhythm": 16, "morphology": 52, "global": 3}
 BRANCH_NAMES = ("rhythm", "morphology", "global")
+PARTS = ("peak", "train", "forward", "projection", "predict", "onnx")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="medcl step under torch.compile (CPU inductor; minutes to compile, about 4%% faster)")
     parser.add_argument("--quick", action="store_true", help="small sizes (3 rounds of 1 step, 200 + 64 records)")
     parser.add_argument("--skip-onnx", action="store_true", help="skip the onnxruntime vs eager comparison")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"what to measure, some of {','.join(PARTS)} (default all)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="training steps timed in CPU seconds of this process instead of wall seconds "
+                             "(steadier on a busy machine, best with --threads 1)")
+    parser.add_argument("--no-before", action="store_true",
+                        help="leave out the medcl_before side of the training steps (the plain paths)")
 
 
 def _branch(name: str):
@@ -185,11 +193,12 @@ def conv_peak(threads: int, repeats: int) -> dict[str, Any]:
             "gemm_gflop_s": summary([2 * 2048**3 / 1e9 / s for s in secs], 1)}
 
 
-def conv_seconds(branch, x, repeats: int) -> float:
+def conv_seconds(branch, x, repeats: int, clock=time.perf_counter) -> float:
     """Seconds per step the branch's own convolutions take in isolation: each one's forward and
     backward (input and weight gradients; no input gradient for the first) at the shape and layout
     it sees in the step, median of ``repeats``. ``conv_seconds / step seconds`` is the step's
     share of its conv peak: 1.0 would mean everything besides the convolutions were free."""
+    import copy
     import statistics
 
     import torch
@@ -212,38 +221,36 @@ def conv_seconds(branch, x, repeats: int) -> float:
     total = 0.0
     for k, (mod, shape, channels_last) in enumerate(seen):
         inp = torch.randn(shape)
-        weight = mod.weight.detach().clone()
         if channels_last:
             inp = inp.contiguous(memory_format=torch.channels_last)
-            if weight.ndim == 4:
-                weight = weight.contiguous(memory_format=torch.channels_last)
         inp.requires_grad_(k > 0)
-        weight.requires_grad_(True)
-        bias = None if mod.bias is None else mod.bias.detach().clone().requires_grad_(True)
+        own = copy.deepcopy(mod)  # its own forward (one-row / rows paths), weights in the step's layout
 
-        def run(mod=mod, inp=inp, weight=weight, bias=bias) -> None:
-            if inp.ndim == 4 and weight.ndim == 3:  # a 1D conv run on rows (rows_layout)
-                out = torch.nn.functional.conv2d(inp, weight.unsqueeze(2), bias, (1, mod.stride[0]),
-                                                 (0, mod.padding[0]), (1, mod.dilation[0]), mod.groups)
-            else:
-                out = mod._conv_forward(inp, weight, bias)
-            out.sum().backward()
+        def run(own=own, inp=inp) -> None:
+            own(inp).sum().backward()
+            own.zero_grad(set_to_none=True)
 
         run()
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = clock()
             run()
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
         total += statistics.median(times)
     return total
 
 
-def train_side_by_side(name: str, batch: int, repeats: int, steps: int, compile: bool) -> dict[str, Any]:
-    """Interleaved medcl vs reference steps of one branch (same weights, same batch)."""
+def train_side_by_side(name: str, batch: int, repeats: int, steps: int, compile: bool,
+                       before: bool = True, cpu_time: bool = False) -> dict[str, Any]:
+    """Interleaved medcl vs reference steps of one branch (same weights, same batch); with ``before``
+    also medcl's step on the plain paths (:func:`medcl.nets.protoecg.plain_paths`: full-kernel 2D
+    convolutions, contiguous rhythm weights, eager), the step before the issue-20 step work.
+    ``cpu_time``: rates per CPU second of the process instead of per wall second."""
     import copy
 
     import torch
+
+    from medcl.nets.protoecg import plain_paths
 
     branch, ref, loss_fn, x, y, labels = branch_pair(name, batch)
     start_branch, start_ref = copy.deepcopy(branch.state_dict()), copy.deepcopy(ref.state_dict())
@@ -257,23 +264,31 @@ def train_side_by_side(name: str, batch: int, repeats: int, steps: int, compile:
         theirs = prototype_loss(logits, y, ref, sims, class_weights(labels))
     branch.load_state_dict(start_branch)
     ref.load_state_dict(start_ref)
-    sides = {"reference": reference_step(name, ref, x, y, labels), "medcl": medcl_step(branch, loss_fn, x, y,
-                                                                                      compile=compile)}
-    gflop = {"reference": step_gflop(sides["reference"]), "medcl": step_gflop(sides["medcl"])}
+    sides = {"reference": reference_step(name, ref, x, y, labels)}
+    if before:
+        sides["medcl_before"] = medcl_step(plain_paths(copy.deepcopy(branch)), copy.deepcopy(loss_fn), x, y)
+    sides["medcl"] = medcl_step(branch, loss_fn, x, y, compile=compile)
     t0 = time.perf_counter()
     sides["medcl"]()  # first call: compilation (if any)
     warm_s = time.perf_counter() - t0
-    secs = interleaved(sides, repeats, calls=steps)
+    gflop = {k: step_gflop(fn) for k, fn in sides.items()}
+    clock = time.process_time if cpu_time else time.perf_counter
+    secs = interleaved(sides, repeats, calls=steps, clock=clock)
     rates = {k: rate_summary(v, batch) for k, v in secs.items()}
-    conv_s = conv_seconds(branch, x, repeats)
+    conv_s = conv_seconds(branch, x, repeats, clock)
     step_s = batch / float(rates["medcl"]["median"])
-    return {"prototypes": branch.prototypes.num_prototypes, "samples_per_s": rates,
-            "speedup": ratio(rates["medcl"], rates["reference"]),
-            "gflop_per_step": {k: round(v, 2) for k, v in gflop.items()},
-            "medcl_gflop_s": round(gflop["medcl"] * float(rates["medcl"]["median"]) / batch, 1),
-            "loss": {"reference": float(theirs), "medcl": float(ours), "loss_abs_diff": abs(float(theirs - ours))},
-            "conv_seconds_per_step": round(conv_s, 4), "share_of_conv_peak": round(conv_s / step_s, 3),
-            "medcl_first_step_s": round(warm_s, 2), "compiled": compile}
+    result = {"prototypes": branch.prototypes.num_prototypes, "samples_per_s": rates,
+              "speedup": ratio(rates["medcl"], rates["reference"]),
+              "gflop_per_step": {k: round(v, 2) for k, v in gflop.items()},
+              "medcl_gflop_s": round(gflop["medcl"] * float(rates["medcl"]["median"]) / batch, 1),
+              "loss": {"reference": float(theirs), "medcl": float(ours), "loss_abs_diff": abs(float(theirs - ours))},
+              "conv_seconds_per_step": round(conv_s, 4), "share_of_conv_peak": round(conv_s / step_s, 3),
+              "medcl_first_step_s": round(warm_s, 2), "compiled": compile,
+              "clock": "cpu" if cpu_time else "wall"}
+    if before:
+        result["speedup_over_before"] = ratio(rates["medcl"], rates["medcl_before"])
+        result["before_over_reference"] = ratio(rates["medcl_before"], rates["reference"])
+    return result
 
 
 def forward_side_by_side(batch: int, repeats: int) -> dict[str, Any]:
@@ -398,6 +413,10 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         r = res["samples_per_s"]
         rows.append({"figure": f"ecg train step, {name} ({res['prototypes']} prototypes)", "unit": "samples/s",
                      "reference": r["reference"], "medcl": r["medcl"], "ratio": res["speedup"]})
+        if "medcl_before" in r:
+            rows.append({"figure": f"ecg train step, {name}: medcl plain paths (as reference) vs now",
+                         "unit": "samples/s", "reference": r["medcl_before"], "medcl": r["medcl"],
+                         "ratio": res["speedup_over_before"]})
     if "forward" in result:
         r = result["forward"]["records_per_s"]
         rows.append({"figure": "ecg bare fused forward, batch 32", "unit": "records/s", "reference": r["reference"],
@@ -424,31 +443,41 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from medcl.errors import MedclError
 
         raise MedclError(f"--branches: unknown branch {unknown[0]!r}; expected some of {', '.join(BRANCH_NAMES)}")
-    peak = conv_peak(args.threads, repeats)
-    train = {b: train_side_by_side(b, args.batch_size, repeats, steps, args.compile) for b in names}
-    forward = forward_side_by_side(args.batch_size, repeats)
-    projection = _projection_vs_forward(n_proj)
-    with tempfile.TemporaryDirectory() as tmp:
-        pred = _predict_rate(n_pred, Path(tmp), repeats)
-    result = {
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if parts - set(PARTS):
+        from medcl.errors import MedclError
+
+        raise MedclError(f"--parts: unknown part {sorted(parts - set(PARTS))[0]!r}; expected some of {', '.join(PARTS)}")
+    result: dict[str, Any] = {
         "device": "cpu",
         "note": "both sides in this process, interleaved; median / min / max over the rounds; wall rates depend "
                 "on machine load",
         "threads": args.threads,
         "batch_size": args.batch_size,
         "repeats": repeats,
-        "conv_peak": peak,
-        "train": train,
-        "forward": forward,
-        "projection": projection,
-        "predict": pred,
-        "onnxruntime_vs_eager": _onnx_vs_eager(args, repeats),
-        "peak_rss_mb": peak_rss_mb(),
-        "context": CONTEXT,
-        "targets": TARGETS,
     }
-    met = {"projection_within_1.5x_forward": projection["projection_over_forward"] <= TARGETS["projection_over_forward"],
-           "predict_80_per_s": float(pred["records_per_s"]["median"]) >= TARGETS["predict_records_per_s"]}
+    if "peak" in parts:
+        result["conv_peak"] = conv_peak(args.threads, repeats)
+    if "train" in parts:
+        result["train"] = {b: train_side_by_side(b, args.batch_size, repeats, steps, args.compile,
+                                                 before=not args.no_before, cpu_time=args.cpu_time)
+                           for b in names}
+    if "forward" in parts:
+        result["forward"] = forward_side_by_side(args.batch_size, repeats)
+    if "projection" in parts:
+        result["projection"] = _projection_vs_forward(n_proj)
+    if "predict" in parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            result["predict"] = _predict_rate(n_pred, Path(tmp), repeats)
+    if "onnx" in parts:
+        result["onnxruntime_vs_eager"] = _onnx_vs_eager(args, repeats)
+    result.update({"peak_rss_mb": peak_rss_mb(), "context": CONTEXT, "targets": TARGETS})
+    train, projection, pred = result.get("train", {}), result.get("projection"), result.get("predict")
+    met = {}
+    if projection is not None:
+        met["projection_within_1.5x_forward"] = projection["projection_over_forward"] <= TARGETS["projection_over_forward"]
+    if pred is not None:
+        met["predict_80_per_s"] = float(pred["records_per_s"]["median"]) >= TARGETS["predict_records_per_s"]
     if "rhythm" in train:
         met["rhythm_1.5x_reference"] = train["rhythm"]["speedup"] >= TARGETS["rhythm_speedup"]
     for b in ("morphology", "global"):

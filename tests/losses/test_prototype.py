@@ -179,3 +179,71 @@ def test_protopnet_separation_skips_samples_carrying_every_class():
     assert sims.grad.tolist() == [[0.0, 1.0], [0.0, 0.0]]
     none_lacking = SeparationLoss("protopnet")(sims[1:], y[1:], ident)
     assert float(none_lacking.detach()) == 0.0
+
+
+def _masked_terms(sims, y, identity, protos, cooc):
+    """The terms as the reference writes them (``(B, P, C)`` masks, masks rebuilt every call):
+    the oracle of the one-pass forms."""
+    mask = identity[None] * y[:, None, :]
+    clst = -(sims[:, :, None] * mask).amax(dim=1).mean()
+    sep = (sims[:, :, None] * (1.0 - mask)).amax(dim=1).mean()
+    p = F.normalize(protos.reshape(protos.shape[0], -1), dim=1)
+    sim = (p @ p.T).clamp(-1 + 1e-6, 1 - 1e-6)
+    pos = identity @ cooc @ identity.T
+    neg = 1.0 - pos
+    contrast = -((sim * pos / (pos.sum() + 1e-6)).sum() - (sim * neg / (neg.sum() + 1e-6)).sum()) / p.shape[0] ** 0.5
+    return clst, sep, contrast
+
+
+@pytest.mark.parametrize(("classes", "per_class", "shift"), [(5, 3, 0.0), (1, 4, 0.0), (4, 2, -3.0), (3, 5, 2.0)])
+def test_one_pass_terms_equal_the_masked_reference_with_gradients_float64(classes, per_class, shift):
+    torch.manual_seed(classes + per_class)
+    ident = class_identity(classes, per_class).double()
+    y = (torch.rand(7, classes) < 0.5).double()
+    y[0] = 1.0  # a sample with every label
+    y[1] = 0.0  # and one with none
+    cooc = jaccard_matrix(y).double()
+    sims = (torch.randn(7, classes * per_class, dtype=torch.float64) + shift).requires_grad_(True)
+    protos = torch.randn(classes * per_class, 6, 1, 3, dtype=torch.float64, requires_grad=True)
+    ours = (ClusterLoss()(sims, y, ident), SeparationLoss()(sims, y, ident),
+            CooccurrenceContrastiveLoss(cooc).double()(protos, ident))
+    theirs = _masked_terms(sims, y, ident, protos, cooc)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        ga = torch.autograd.grad(a, (sims, protos), allow_unused=True, materialize_grads=True)
+        gb = torch.autograd.grad(b, (sims, protos), allow_unused=True, materialize_grads=True)
+        for u, v in zip(ga, gb):
+            torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-12)
+
+
+def test_contrastive_pair_weights_are_kept_and_rebuilt_when_inputs_change():
+    y = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    term = CooccurrenceContrastiveLoss(jaccard_matrix(y)).double()
+    ident = class_identity(3, 2).double()
+    protos = torch.randn(6, 4, dtype=torch.float64)
+    with torch.inference_mode():  # nothing kept from inference mode (it could not be saved for backward)
+        term(protos, ident)
+    assert term._weights is None
+    first = term(protos, ident)
+    kept = term._weights[2]
+    assert term.pair_weights(ident, torch.float64) is kept
+    term.load_state_dict({"cooccurrence": torch.eye(3)})  # new co-occurrence: new weights
+    changed = term(protos, ident)
+    assert term._weights[2] is not kept
+    fresh = CooccurrenceContrastiveLoss(torch.eye(3)).double()(protos, ident)
+    assert math.isclose(float(changed), float(fresh), rel_tol=1e-12)
+    assert not math.isclose(float(first), float(changed), rel_tol=1e-6)
+
+
+def test_prototype_gram_gradient_equals_autograd_mm_float64():
+    torch.manual_seed(3)
+    protos = torch.randn(9, 4, 1, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(9, 9, dtype=torch.float64)  # not symmetric: both halves of the backward count
+    gram = prototype_gram(protos)
+    p = F.normalize(protos.reshape(9, -1), dim=1)
+    plain = p @ p.T
+    torch.testing.assert_close(gram, plain, rtol=1e-12, atol=1e-12)
+    ours = torch.autograd.grad((gram * weight).sum(), protos)[0]
+    theirs = torch.autograd.grad((plain * weight).sum(), protos)[0]
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(prototype_gram, (protos[:4].detach().clone().requires_grad_(True),))
