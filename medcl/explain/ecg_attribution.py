@@ -10,13 +10,16 @@ default), so the result equals ``captum.attr.IntegratedGradients``; the differen
 a record with several findings has its integration path run forward once, and the gradients of
 its findings are taken from that one graph (``retain_graph``), instead of one forward per (record,
 finding) pair. Records' paths share a forward pass up to ``internal_batch_size`` samples when
-they have the same number of findings; the k-th backward pass serves the k-th finding of every record in the chunk at once (samples are independent in
-eval mode, the assumption captum's own batching makes). With F findings per record this costs one
-forward + F backward passes instead of F of each: for the 2-3 findings of a typical report, 43%
-fewer forward passes and the same number of backward passes (which cost about twice a forward on
-CPU), so about 20% less time. On CPU the chunks run in parallel threads with one intra-op thread
-each (:func:`medcl.engine.parallel.map_batches`): a few cores are used better by independent
-chunks than by splitting each small convolution across threads.
+they have the same number of findings; the k-th backward pass serves the k-th finding of every
+record in the chunk at once (samples are independent in eval mode, the assumption captum's own
+batching makes). With F findings per record this costs one forward + F backward passes instead of
+F of each. On CPU the chunks run in parallel threads with one intra-op thread each
+(:func:`medcl.engine.parallel.map_batches`): a few cores are used better by independent chunks
+than by splitting each small convolution across threads (on a loaded 2-core machine, one record's
+IG with 2 intra-op threads took about 3x the CPU time of two 1-thread chunks). When there are
+fewer chunks than threads (a report of one or two ECGs), each record's integration steps are
+split over the threads and the weighted gradient sums of the parts are added: the same sum in
+another order.
 """
 
 from __future__ import annotations
@@ -69,38 +72,59 @@ def integrated_gradients(
     targets: dict[int, list[tuple[int, int]]] = {}
     for pair, (r, c) in enumerate(zip(record_index, class_index)):
         targets.setdefault(int(r), []).append((pair, int(c)))
-    per_chunk = max(1, internal_batch_size // n_steps)
-    by_count: dict[int, list[int]] = {}
-    for r, jobs in targets.items():  # only records with equal finding counts share a chunk
-        by_count.setdefault(len(jobs), []).append(r)
-    chunks = [rs[s : s + per_chunk] for rs in by_count.values() for s in range(0, len(rs), per_chunk)]
+    n_threads = torch.get_num_threads() if threads is None else threads
+    parallel = signals.device.type == "cpu" and n_threads > 1
+    chunks = _chunks(targets, n_steps, internal_batch_size, n_threads if parallel else 1)
     out = np.zeros((len(record_index), *signals.shape[1:]), np.float32)
     x_all = signals.detach().float()
 
-    def run_chunk(chunk: list[int]) -> list[tuple[int, np.ndarray]]:
-        x = x_all[chunk]  # (R, 12, T); baseline is 0 mV
-        path = (alpha[None, :, None, None] * x[:, None]).reshape(-1, *x.shape[1:]).requires_grad_(True)
-        slots = max(len(targets[r]) for r in chunk)
+    def run_chunk(chunk: tuple[list[int], slice]) -> list[tuple[int, torch.Tensor]]:
+        records, steps = chunk
+        x = x_all[records]  # (R, 12, T); baseline is 0 mV
+        a, w = alpha[steps], weights[steps]
+        path = (a[None, :, None, None] * x[:, None]).reshape(-1, *x.shape[1:]).requires_grad_(True)
+        slots = max(len(targets[r]) for r in records)
         done = []
         with torch.enable_grad():
-            logits = forward(path).reshape(len(chunk), n_steps, -1)  # (R, S, C)
+            logits = forward(path).reshape(len(records), len(a), -1)  # (R, S, C)
             for k in range(slots):
-                jobs = [(i, *targets[r][k]) for i, r in enumerate(chunk) if k < len(targets[r])]
+                jobs = [(i, *targets[r][k]) for i, r in enumerate(records) if k < len(targets[r])]
                 total = sum(logits[i, :, c].sum() for i, _, c in jobs)
                 (grad,) = torch.autograd.grad(total, path, retain_graph=k + 1 < slots)
-                g = grad.reshape(len(chunk), n_steps, *x.shape[1:])
-                done += [(pair, (x[i] * torch.tensordot(weights, g[i], dims=1)).detach().cpu().numpy())
-                         for i, pair, _ in jobs]
+                g = grad.reshape(len(records), len(a), *x.shape[1:])
+                done += [(pair, torch.tensordot(w, g[i], dims=1).detach()) for i, pair, _ in jobs]
         return done
 
     from medcl.engine.parallel import map_batches
 
-    n_threads = torch.get_num_threads() if threads is None else threads
-    parallel = signals.device.type == "cpu" and n_threads > 1 and len(chunks) > 1
-    for done in map_batches(run_chunk, chunks, n_threads if parallel else 1):
-        for pair, value in done:
-            out[pair] = value
+    sums: dict[int, torch.Tensor] = {}
+    for done in map_batches(run_chunk, chunks, n_threads if parallel and len(chunks) > 1 else 1):
+        for pair, part in done:  # a record's steps may be split over chunks: sum their weighted gradients
+            sums[pair] = part if pair not in sums else sums[pair] + part
+    row = {pair: r for r, jobs in targets.items() for pair, _ in jobs}
+    for pair, total in sums.items():
+        out[pair] = (x_all[row[pair]] * total).cpu().numpy()
     return out
+
+
+def _chunks(
+    targets: dict[int, list[tuple[int, int]]], n_steps: int, internal_batch_size: int, threads: int
+) -> list[tuple[list[int], slice]]:
+    """Work units ``(records, steps)`` of at most ``internal_batch_size`` path samples.
+
+    Only records with equal finding counts share a unit (their k-th findings share a backward
+    pass). When there are fewer units than ``threads`` (one or two reports on a multi-core CPU),
+    each record's integration steps are split into parts so that every thread has work: the
+    weighted gradient sum over steps is then added up over the parts (same sum, other order).
+    """
+    per_chunk = max(1, internal_batch_size // n_steps)
+    by_count: dict[int, list[int]] = {}
+    for r, jobs in targets.items():
+        by_count.setdefault(len(jobs), []).append(r)
+    groups = [rs[s : s + per_chunk] for rs in by_count.values() for s in range(0, len(rs), per_chunk)]
+    parts = min(n_steps, -(-threads // len(groups))) if len(groups) < threads else 1
+    bounds = np.linspace(0, n_steps, parts + 1).round().astype(int)
+    return [(g, slice(int(a), int(b))) for g in groups for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def region_mass(attr: np.ndarray, leads: Sequence[int], start: int, end: int) -> np.ndarray:

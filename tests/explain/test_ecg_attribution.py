@@ -125,3 +125,33 @@ def test_shared_forward_batching_equals_captum_integrated_gradients(internal_bat
     ref = IntegratedGradients(net).attribute(x[rows], baselines=torch.zeros_like(x[rows]),
                                              target=torch.tensor(cls), n_steps=8)
     np.testing.assert_allclose(ours, ref.detach().numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_chunks_split_integration_steps_only_when_threads_would_idle():
+    from medcl.explain.ecg_attribution import _chunks
+
+    one = {0: [(0, 3), (1, 5)]}  # one record, two findings
+    assert _chunks(one, 32, 64, threads=1) == [([0], slice(0, 32))]
+    assert _chunks(one, 32, 64, threads=2) == [([0], slice(0, 16)), ([0], slice(16, 32))]
+    assert _chunks(one, 8, 64, threads=3) == [([0], slice(0, 3)), ([0], slice(3, 5)), ([0], slice(5, 8))]
+    many = {0: [(0, 1)], 1: [(1, 1)], 2: [(2, 1), (3, 2)], 3: [(4, 0)]}  # 2 findings only for record 2
+    assert _chunks(many, 32, 64, threads=2) == [([0, 1], slice(0, 32)), ([3], slice(0, 32)), ([2], slice(0, 32))]
+
+
+def test_split_and_batched_attributions_equal_one_pair_at_a_time():
+    """Step-split over threads, all pairs batched, and one captum-style call per pair agree to 1e-6."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv1d(12, 8, 7, padding=3), nn.Tanh(), nn.Conv1d(8, 5, 5, padding=2),
+                        nn.AdaptiveAvgPool1d(1), nn.Flatten()).eval()
+    x = torch.randn(2, 12, 80)
+    rows, cls = [0, 0, 0, 1], [1, 4, 0, 2]
+    single = np.stack([integrated_gradients(net, x[[r]], [0], [c], n_steps=16, threads=1)[0]
+                       for r, c in zip(rows, cls)])
+    batched = integrated_gradients(net, x, rows, cls, n_steps=16, threads=1)
+    split = integrated_gradients(net, x, rows, cls, n_steps=16, threads=4)  # 2 groups x 2 step parts
+    one_record_split = integrated_gradients(net, x[:1], [0, 0, 0], cls[:3], n_steps=16, threads=3)
+    scale = np.abs(single).max()
+    assert scale > 1e-3
+    for got in (batched, split):
+        np.testing.assert_allclose(got / scale, single / scale, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(one_record_split / scale, single[:3] / scale, rtol=0, atol=1e-6)
