@@ -142,7 +142,7 @@ def cohort_data(quick: bool):
     import numpy as np
     import pandas as pd
 
-    from medcl.data.synthetic.cohort import make_cohort
+    from medcl.data.synthetic.cohort import make_cohort, stratified_split
 
     n, size = (120, 24) if quick else (600, 32)
     c = make_cohort(n, seed=0, size=size)
@@ -150,7 +150,7 @@ def cohort_data(quick: bool):
     table = pd.DataFrame({
         "group": np.where(c.group == 1, "target", "background"), "shape": a["shape"], "scale": a["scale"],
         "lesion_subtype": np.where(a["lesion_subtype"] >= 0, a["lesion_subtype"], np.nan),
-        "lesion_size": a["lesion_size"], "split": np.where(np.random.default_rng(1).random(n) < 0.3, "test", "train"),
+        "lesion_size": a["lesion_size"], "split": stratified_split(c, 0.3, seed=0),
     })  # fmt: skip
     return c.images, c.group, table
 

@@ -74,6 +74,18 @@ def test_cohort_deterministic_and_geometry(tmp_path):
     assert table.loc[table.group == "background", "lesion_subtype"].isna().all()
 
 
+def test_cohort_subtypes_balanced_and_split_stratified():
+    c = cohort.make_cohort(64, seed=3, size=8)
+    subtype = c.attributes["lesion_subtype"]
+    assert np.bincount(subtype[c.group == 1]).tolist() == [11, 11, 10]  # 32 targets, as even as can be
+    split = cohort.stratified_split(c, 0.3, seed=1)
+    test = split == "test"
+    # each stratum (healthy, three subtypes) sends round(0.3 * size) members to the test split
+    assert [int((test & (subtype == k)).sum()) for k in (-1, 0, 1, 2)] == [10, 3, 3, 3]
+    assert set(split) == {"train", "test"}
+    np.testing.assert_array_equal(split, cohort.stratified_split(c, 0.3, seed=1))
+
+
 def test_cohort_lesion_subtypes_differ_from_healthy():
     c = cohort.make_cohort(60, seed=0, size=16)
     tg = c.group == 1

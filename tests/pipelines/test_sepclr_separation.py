@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from medcl.data.synthetic.cohort import make_cohort
+from medcl.data.synthetic.cohort import make_cohort, stratified_split
 from medcl.pipelines.bench.sepclr import (
     PAPER_AUGMENT_DATA,
     model_overrides,
@@ -65,7 +65,7 @@ def test_cohort_3d_lesion_subtype_in_s_shape_in_c(tmp_path):
     table = pd.DataFrame({
         "group": np.where(c.group == 1, "target", "background"), "shape": a["shape"], "scale": a["scale"],
         "lesion_subtype": np.where(a["lesion_subtype"] >= 0, a["lesion_subtype"], np.nan),
-        "split": np.where(np.random.default_rng(1).random(120) < 0.3, "test", "train"),
+        "split": stratified_split(c, 0.3, seed=0),
     })  # fmt: skip
     overrides = ["data.spatial_size=[24,24,24]", "data.pixdim=null", "data.intensity=none", "data.batch_size=16",
                  "model.depth=10", "model.width=8", "model.cifar_stem=false", "optim.lr=2e-3", "train.max_epochs=40",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LESION_SUBTYPES", "SHAPES", "Cohort", "make_cohort", "write_dataset"]
+__all__ = ["LESION_SUBTYPES", "SHAPES", "Cohort", "make_cohort", "stratified_split", "write_dataset"]
 
 LESION_SUBTYPES = ("bright_round", "dark_elongated", "ring")
 SHAPES = ("round", "long", "flat")
@@ -82,7 +82,7 @@ def make_cohort(n: int, seed: int = 0, size: int = 32, target_fraction: float = 
     tg = np.flatnonzero(group == 1)
     subtype = np.full(n, -1, np.int64)
     lesion_size = np.full(n, np.nan)
-    subtype[tg] = rng.integers(0, len(LESION_SUBTYPES), tg.size)
+    subtype[tg] = rng.permutation(np.arange(tg.size) % len(LESION_SUBTYPES))  # subtypes in equal numbers
     lesion_size[tg] = rng.uniform(2.0, 3.5, tg.size) * size / 32
     side = rng.choice([-1.0, 1.0], tg.size)[:, None] * np.array([0.0, 1.0, 0.0])
     lesion_centre = centre[tg] + 0.45 * radii[tg] * side + rng.uniform(-0.1, 0.1, (tg.size, 3)) * radii[tg]
@@ -91,6 +91,19 @@ def make_cohort(n: int, seed: int = 0, size: int = 32, target_fraction: float = 
     attrs = {"shape": shape, "scale": scale, "contrast": contrast, "ventricles": ventricles,
              "lesion_subtype": subtype, "lesion_size": lesion_size}  # fmt: skip
     return Cohort(images[:, None].astype(np.float32), group, attrs)
+
+
+def stratified_split(cohort: Cohort, test_fraction: float = 0.3, seed: int = 0) -> np.ndarray:
+    """``"train"``/``"test"`` per subject, stratified by group and lesion subtype: each of the four strata
+    (healthy, three subtypes) sends ``round(test_fraction * size)`` random members to the test split, so a
+    small cohort cannot hold most of one subtype out (a salient encoder then meets it mostly at test time)."""
+    rng = np.random.default_rng([seed, 1])
+    strata = cohort.attributes["lesion_subtype"]  # -1 healthy, else the subtype
+    split = np.full(strata.size, "train", dtype=object)
+    for k in np.unique(strata):  # at most four strata
+        members = rng.permutation(np.flatnonzero(strata == k))
+        split[members[: round(test_fraction * members.size)]] = "test"
+    return split.astype(str)
 
 
 def _affine(size: int) -> np.ndarray:
@@ -110,7 +123,7 @@ def write_dataset(out_dir: str | Path, n: int, seed: int = 0, size: int = 32, te
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     cohort = make_cohort(n, seed, size)
-    split = np.where(np.random.default_rng([seed, 1]).random(n) < test_fraction, "test", "train")
+    split = stratified_split(cohort, test_fraction, seed)
     rows = []
     for i in range(n):
         rel = f"images/sub-{i:04d}.nii.gz"
