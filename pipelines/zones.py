@@ -54,6 +54,10 @@ class ZonesDataConfig(MedclModel):
     samples_per_volume: int = Field(2, ge=1, description="Patches drawn from each volume per visit.")
     pos: float = Field(2.0, ge=0, description="RandCropByPosNegLabeld weight of gland-centred patches.")
     neg: float = Field(1.0, ge=0, description="RandCropByPosNegLabeld weight of background-centred patches.")
+    neg_margin_mm: float | None = Field(
+        None, gt=0, description="Centre background patches within this distance (mm) of the gland (hard "
+        "negatives: rectum, seminal vesicles); None: anywhere in the volume."
+    )
     batch_size: int = Field(2, ge=1, description="Volumes per batch (x samples_per_volume patches).")
     repeats: int = Field(
         1, ge=1, description="Visits of each training case per epoch (few-shot runs: longer epochs, one cache)."
@@ -309,6 +313,7 @@ def _train_transform(cfg: ZonesConfig, labeled: bool) -> Any:
         num_samples=cfg.data.samples_per_volume,
         pos=cfg.data.pos,
         neg=cfg.data.neg,
+        neg_margin_mm=cfg.data.neg_margin_mm,
         channel=cfg.data.channel,
         **cfg.augment.model_dump(),
     )

@@ -43,7 +43,9 @@ from medcl.transforms.geometry import DEFAULT_PIXDIM, MedclCompose, load_canonic
 __all__ = [
     "AUX_KEY",
     "GlandSDMd",
+    "NearGlandIndicesd",
     "RemapLabelsd",
+    "near_gland_indices",
     "signed_distance",
     "zones_preprocess",
     "zones_train_augment",
@@ -113,6 +115,50 @@ def signed_distance(mask: torch.Tensor, spacing: Sequence[float], scale_mm: floa
     return torch.tanh((torch.as_tensor(outside) - torch.as_tensor(inside)).float() / scale_mm)
 
 
+FG_INDICES, BG_INDICES = "fg_indices", "bg_indices"
+
+
+def near_gland_indices(label: torch.Tensor, spacing: Sequence[float], margin_mm: float) -> tuple[Any, Any]:
+    """Flat voxel indices of the gland (label > 0) and of the background within ``margin_mm`` of it.
+
+    The background set is the peri-glandular shell (rectum, seminal vesicles, bladder neck,
+    levator): the tissue that is hardest to tell from the gland. Without a gland, every voxel is
+    background.
+    """
+    import numpy as np
+    from scipy import ndimage
+
+    gland = np.asarray(_plain(label))[0] > 0
+    if not gland.any():
+        return np.zeros(0, dtype=np.int64), np.arange(gland.size, dtype=np.int64)
+    distance = ndimage.distance_transform_edt(~gland, sampling=[float(s) for s in spacing])
+    return np.flatnonzero(gland), np.flatnonzero(~gland & (distance <= margin_mm))
+
+
+class NearGlandIndicesd(MapTransform):
+    """Store the crop centres of :func:`near_gland_indices` for ``RandCropByPosNegLabeld``.
+
+    Negative (background) patches are then centred on peri-glandular tissue instead of anywhere
+    in the field of view (hard negatives).
+
+    Args:
+        label_key: five-class label key.
+        margin_mm: how far from the gland a background centre may lie.
+    """
+
+    def __init__(self, label_key: str = LABEL, margin_mm: float = 20.0) -> None:
+        super().__init__([label_key])
+        self.label_key, self.margin_mm = label_key, margin_mm
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        label = d[self.label_key]
+        spacing = getattr(label, "pixdim", None)
+        spacing = [float(s) for s in spacing] if spacing is not None else [1.0] * (label.ndim - 1)
+        d[FG_INDICES], d[BG_INDICES] = near_gland_indices(label, spacing, self.margin_mm)
+        return d
+
+
 class GlandSDMd(MapTransform):
     """Add the auxiliary target ``aux``: squashed signed distance of the whole gland (label > 0).
 
@@ -174,19 +220,28 @@ def zones_train_augment(
     translate_vox: Sequence[float] = (4.0, 4.0, 0.0),
     flip_lr: bool = True,
     intensity: bool = True,
+    neg_margin_mm: float | None = None,
 ) -> list[Any]:
     """Random part: patch sampling then spatial and intensity augmentation.
 
-    Rotation is about the slice axis (in-plane) and scaling in-plane only, so the thick slices
+    ``neg_margin_mm``: centre background patches on voxels within this distance of the gland
+    (:class:`NearGlandIndicesd`) instead of anywhere in the volume. Rotation is about the slice axis (in-plane) and scaling in-plane only, so the thick slices
     are not interpolated across; axis 0 is left-right after RAS orientation.
     """
     keys = _spatial_keys(labeled, sdm)
     modes = ["bilinear", "nearest", "bilinear"][: len(keys)]
     chain: list[Any] = [SpatialPadd(keys, spatial_size=patch_size, mode="constant")]
     if labeled:
+        near = neg_margin_mm is not None
+        if near:
+            chain.append(NearGlandIndicesd(LABEL, neg_margin_mm))
         chain.append(
-            RandCropByPosNegLabeld(keys, LABEL, patch_size, pos=pos, neg=neg, num_samples=num_samples)
+            RandCropByPosNegLabeld(keys, LABEL, patch_size, pos=pos, neg=neg, num_samples=num_samples,
+                                   fg_indices_key=FG_INDICES if near else None,
+                                   bg_indices_key=BG_INDICES if near else None)
         )
+        if near:
+            chain.append(DeleteItemsd([FG_INDICES, BG_INDICES]))
     else:
         chain.append(RandSpatialCropSamplesd(keys, patch_size, num_samples=num_samples, random_size=False))
     chain.append(

@@ -86,3 +86,33 @@ def test_bad_scan_in_a_datalist_is_a_one_line_error_not_a_wrapped_runtime_error(
     item = {"image": str(tmp_path / "nan.nii.gz"), "label": str(tmp_path / "lab.nii.gz")}
     with pytest.raises(MedclError, match="nan.nii.gz"):
         zones_val_transforms()(item)
+
+
+def test_near_gland_indices_hand_values_with_anisotropic_spacing() -> None:
+    from medcl.transforms.zones import near_gland_indices
+
+    label = torch.zeros(1, 9, 9, 5)
+    label[0, 4, 4, 2] = 1  # one gland voxel; spacing 1 x 1 x 3 mm, margin 2 mm
+    fg, bg = near_gland_indices(label, (1.0, 1.0, 3.0), 2.0)
+    assert fg.tolist() == [np.ravel_multi_index((4, 4, 2), (9, 9, 5))]
+    near = np.array(np.unravel_index(bg, (9, 9, 5))).T - (4, 4, 2)
+    # in-plane disc of radius 2 mm (12 voxels besides the centre); the slices 3 mm away are too far
+    assert len(bg) == 12 and set(near[:, 2]) == {0}
+    assert ((near[:, :2] ** 2).sum(1) <= 4).all()
+
+
+def test_near_gland_negatives_are_centred_next_to_the_gland() -> None:
+    from monai.transforms import Compose
+
+    from medcl.transforms.zones import zones_train_augment
+
+    label = torch.zeros(1, 60, 60, 8)
+    label[0, 25:35, 25:35, 2:6] = 1
+    chain = Compose(zones_train_augment((9, 9, 7), num_samples=16, pos=0.0, neg=1.0, neg_margin_mm=3.0,
+                                        rotate_deg=0.0, scale=0.0, translate_vox=(0, 0, 0), flip_lr=False,
+                                        intensity=False))
+    chain.set_random_state(0)
+    patches = chain({"image": torch.rand(1, 60, 60, 8), "label": label})
+    assert all(set(p) == {"image", "label"} for p in patches)  # the index keys are dropped
+    # every 9 x 9 x 7 patch is centred within 3 voxels of the gland, so it overlaps it
+    assert all(float(p["label"].sum()) > 0 for p in patches)
