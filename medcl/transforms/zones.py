@@ -118,6 +118,12 @@ def signed_distance(mask: torch.Tensor, spacing: Sequence[float], scale_mm: floa
 FG_INDICES, BG_INDICES = "fg_indices", "bg_indices"
 
 
+def _spacing_of(label: Any) -> list[float]:
+    """Voxel spacing (mm) of a MetaTensor label; 1 mm per axis for a plain array."""
+    spacing = getattr(label, "pixdim", None)
+    return [float(s) for s in spacing] if spacing is not None else [1.0] * (label.ndim - 1)
+
+
 def near_gland_indices(label: torch.Tensor, spacing: Sequence[float], margin_mm: float) -> tuple[Any, Any]:
     """Flat voxel indices of the gland (label > 0) and of the background within ``margin_mm`` of it.
 
@@ -153,8 +159,7 @@ class NearGlandIndicesd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         label = d[self.label_key]
-        spacing = getattr(label, "pixdim", None)
-        spacing = [float(s) for s in spacing] if spacing is not None else [1.0] * (label.ndim - 1)
+        spacing = _spacing_of(label)
         d[FG_INDICES], d[BG_INDICES] = near_gland_indices(label, spacing, self.margin_mm)
         return d
 
@@ -174,8 +179,7 @@ class GlandSDMd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         label = d[self.label_key]
-        spacing = getattr(label, "pixdim", None)
-        spacing = [float(s) for s in spacing] if spacing is not None else [1.0] * (label.ndim - 1)
+        spacing = _spacing_of(label)
         d[AUX_KEY] = _like(label, signed_distance(_plain(label) > 0, spacing, self.scale_mm))
         return d
 
