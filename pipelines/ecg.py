@@ -57,9 +57,10 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, out_di
 
 def predict(records: list[str | os.PathLike], checkpoint: str | os.PathLike,
             out_dir: str | os.PathLike | None = None, batch_size: int = 32, engine: str = "torch",
-            **source: Any) -> dict:
+            device: str = "auto", **source: Any) -> dict:
     """Predictions for ECG records (any format; ``source_fs``/``source_leads`` for arrays; ``engine``
-    torch or onnxruntime); see :mod:`medcl.pipelines.ecg_predict`."""
+    torch or onnxruntime; ``device`` auto, cpu, cuda, cuda:N); see :mod:`medcl.pipelines.ecg_predict`."""
     from medcl.pipelines.ecg_predict import predict as _predict
 
-    return _predict(records, checkpoint, out_dir=out_dir, batch_size=batch_size, engine=engine, **source)
+    return _predict(records, checkpoint, out_dir=out_dir, batch_size=batch_size, engine=engine, device=device,
+                    **source)

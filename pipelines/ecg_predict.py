@@ -103,13 +103,13 @@ class _Predictor:
     what the network would give.
     """
 
-    def __init__(self, checkpoint: str | os.PathLike | ECGModel, engine: str = "torch") -> None:
+    def __init__(self, checkpoint: str | os.PathLike | ECGModel, engine: str = "torch", device: str = "auto") -> None:
         from medcl.data.ptbxl_statements import packaged_statements
 
         if engine == "onnxruntime":
-            self._init_onnx(checkpoint)
+            self._init_onnx(checkpoint, device)
         elif engine == "torch":
-            self._init_torch(checkpoint)
+            self._init_torch(checkpoint, device)
         else:
             raise MedclError(f"engine: {engine!r} is not one of ['torch', 'onnxruntime']")
         thr = self.extra.get("thresholds")
@@ -118,24 +118,28 @@ class _Predictor:
         self.descriptions = [desc.get(c, c) for c in self.labels]
         self.n_samples = self.cfg.data.length
 
-    def _init_torch(self, checkpoint: str | os.PathLike | ECGModel) -> None:
+    def _init_torch(self, checkpoint: str | os.PathLike | ECGModel, device: str) -> None:
+        from medcl.engine.device import pick_device
         from medcl.export.onnx import ECGOutputsModel
 
+        where = pick_device(device)
         model = checkpoint if isinstance(checkpoint, ECGModel) else load_model(checkpoint)
         net, self.cfg, self.labels, self.extra = model
         self.head = model.head
-        self.model = ECGOutputsModel(inference_copy(net), self.head).eval()
-        self.parallel = next(net.parameters()).device.type == "cpu"
+        self.model = ECGOutputsModel(inference_copy(net).to(where), self.head).eval()
+        self.device = where
+        self.parallel = where.type == "cpu"
         self.table = prototype_table(net, self.labels, self.extra)
         self.owner = branch_of(net, len(self.labels))
-        self.weight = contribution_weights(net, self.head)
+        self.weight = contribution_weights(net, self.head).cpu()
 
-    def _init_onnx(self, folder: str | os.PathLike) -> None:
+    def _init_onnx(self, folder: str | os.PathLike, device: str) -> None:
         import json
 
         from medcl.export.onnx import OnnxModel
 
-        onnx = OnnxModel(folder, "ecg")
+        onnx = OnnxModel(folder, "ecg", device=device)
+        self.device = torch.device("cpu")  # onnxruntime takes and returns host arrays
         card = onnx.card
         self.cfg = ECGConfig.model_validate(card["config"])
         label_map = card["label_map"]
@@ -157,7 +161,8 @@ class _Predictor:
     @torch.inference_mode()
     def run(self, signals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Probabilities ``(B, L)`` and the top prototypes ``(B, L, k)`` indices and contributions."""
-        probs, sims = self.model(torch.from_numpy(signals))
+        probs, sims = self.model(torch.from_numpy(signals).to(self.device))
+        probs, sims = probs.cpu(), sims.cpu()
         contrib = self.weight[None] * sims[:, None, :]  # (B, L, P)
         top = contrib.topk(min(TOP_PROTOTYPES, contrib.shape[-1]), dim=-1)
         return probs.numpy(), top.indices.numpy(), sims.numpy()
@@ -187,7 +192,7 @@ class _Predictor:
 
 def predict(records: Sequence[str | os.PathLike] | Mapping[str, ECGRecord],
             checkpoint: str | os.PathLike | ECGModel, out_dir: str | os.PathLike | None = None,
-            batch_size: int = 32, engine: str = "torch", source_fs: float | None = None,
+            batch_size: int = 32, engine: str = "torch", device: str = "auto", source_fs: float | None = None,
             source_leads: list[str] | None = None) -> dict:
     """Predict every record; return the ``predictions.json`` dict (and write outputs to ``out_dir``).
 
@@ -202,15 +207,18 @@ def predict(records: Sequence[str | os.PathLike] | Mapping[str, ECGRecord],
     rounding), which uses a few cores far better than splitting each batch's convolutions.
 
     ``engine="onnxruntime"`` runs a ``medcl export --format onnx`` folder given as ``checkpoint``.
+    ``device``: ``"auto"`` (the GPU when present, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``;
+    for onnxruntime it picks the execution providers (:func:`medcl.export.onnx.onnx_providers`).
 
     Raises:
-        MedclError: bad checkpoint, a folder without records, or no record given.
+        MedclError: bad checkpoint, a folder without records, no record given, or a ``device``
+            that is not a device name or not available here.
     """
     read = dict(records) if isinstance(records, Mapping) else None
     paths = list(read) if read is not None else find_records(records)
     if not paths:
         raise MedclError("records: nothing to predict")
-    pred = _Predictor(checkpoint, engine)
+    pred = _Predictor(checkpoint, engine, device)
     d = pred.cfg.data
 
     if read is not None:

@@ -28,6 +28,11 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.max_epochs=3")
 
 
+def add_device(parser: argparse.ArgumentParser) -> None:
+    """``--device auto|cpu|cuda|cuda:N`` (resolved by :func:`medcl.engine.device.pick_device`)."""
+    parser.add_argument("--device", default="auto", help="auto (GPU if present, else CPU), cpu, cuda, cuda:1")
+
+
 def add_allow_nonuniform(parser: argparse.ArgumentParser) -> None:
     """``--allow-nonuniform``: resample DICOM series with a missing slice or uneven spacing (default: refuse)."""
     parser.add_argument("--allow-nonuniform", action="store_true",

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from medcl.cli._helpers import add_command, add_group, add_overrides
+from medcl.cli._helpers import add_command, add_device, add_group, add_overrides
 from medcl.cli.ecg_report import register_report
 from medcl.utils import non_negative_int, positive_float, positive_int
 
@@ -62,7 +62,7 @@ def _predict(args: argparse.Namespace) -> int:
     from medcl.pipelines.ecg import predict
 
     res = predict(args.records, args.checkpoint, out_dir=args.out, batch_size=args.batch_size, engine=args.engine,
-                  **array_options(args))
+                  device=args.device, **array_options(args))
     if args.out is None:
         from medcl.utils import shown_path
 
@@ -132,6 +132,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="run the model in PyTorch (default) or onnxruntime (ONNX export folder)")
     p.add_argument("--out", help="folder for predictions.csv, predictions.json, errors.csv (else JSON on stdout)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="records per model pass (default 32)")
+    add_device(p)
     add_array_options(p)
 
 

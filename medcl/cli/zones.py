@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from medcl.cli._helpers import add_command, add_group
+from medcl.cli._helpers import add_command, add_device, add_group
 from medcl.cli.zones_train import register_train
 from medcl.utils import positive_float, positive_int, unit_interval
 
@@ -68,7 +68,7 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--continue", dest="resume", action="store_true",
                    help="skip cases whose outputs in --out are complete")
     p.add_argument("--out", required=True, help="output folder (not an input's folder)")
-    p.add_argument("--device", default="auto", help="auto (GPU if present, else CPU), cpu, cuda, cuda:1")
+    add_device(p)
     p.add_argument("--sw-batch-size", type=positive_int, default=2, help="sliding windows per forward pass")
     p.add_argument("--overlap", type=unit_interval, default=0.25, help="sliding-window overlap in [0, 1)")
     p.add_argument("--no-tta", action="store_true", help="disable left-right flip test-time augmentation")

@@ -9,17 +9,31 @@ import torch
 from medcl.errors import MedclError
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``"auto"`` -> this process's CUDA device (``cuda:LOCAL_RANK``, 0 outside torchrun) when present,
-    else CPU; otherwise ``torch.device(name)``."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
+def local_rank() -> int:
+    """This process's GPU index under torchrun (``LOCAL_RANK``), 0 outside it."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def parse_device(name: str) -> torch.device:
+    """``torch.device(name)``, with a one-line :class:`MedclError` naming ``--device`` for a bad name."""
     try:
-        device = torch.device(name)
+        return torch.device(name)
     except RuntimeError:
         raise MedclError(f"--device {name}: not a device name (use auto, cpu, cuda, cuda:1)") from None
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``"auto"`` -> this process's CUDA device (``cuda:LOCAL_RANK``, 0 outside torchrun) when present,
+    else CPU; otherwise ``torch.device(name)``.
+
+    Raises:
+        MedclError: not a device name, or a CUDA device asked for where CUDA is not available.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank())
+        return torch.device("cpu")
+    device = parse_device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MedclError(f"--device {name}: CUDA is not available on this machine")
     return device

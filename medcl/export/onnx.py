@@ -146,15 +146,54 @@ def read_onnx_card(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     return folder, card
 
 
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def onnx_providers(device: str = "auto", available: Sequence[str] | None = None) -> list[str | tuple[str, dict]]:
+    """onnxruntime execution providers for ``--device`` (``available``: onnxruntime's, by default
+    ``onnxruntime.get_available_providers()``).
+
+    ``"cpu"``: the CPU provider only. ``"cuda"``/``"cuda:N"``: CUDA on GPU ``N`` (0 by default), the
+    CPU for the operators CUDA lacks. ``"auto"``: CUDA on this process's GPU (``LOCAL_RANK``) when
+    onnxruntime has it, else the CPU.
+
+    Raises:
+        MedclError: not a device name, a device onnxruntime cannot run on, or CUDA asked for
+            where onnxruntime has no CUDA provider.
+    """
+    from medcl.engine.device import local_rank, parse_device
+
+    if available is None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+    has_cuda = CUDA_PROVIDER in available
+    if device == "auto":
+        return [(CUDA_PROVIDER, {"device_id": local_rank()}), CPU_PROVIDER] if has_cuda else [CPU_PROVIDER]
+    where = parse_device(device)
+    if where.type == "cpu":
+        return [CPU_PROVIDER]
+    if where.type != "cuda":
+        raise MedclError(f"--device {device}: onnxruntime runs on cpu or cuda only")
+    if not has_cuda:
+        raise MedclError(f"--device {device}: onnxruntime has no CUDA provider on this machine "
+                         "(needs a GPU and the onnxruntime-gpu package)")
+    return [(CUDA_PROVIDER, {"device_id": where.index or 0}), CPU_PROVIDER]
+
+
 class OnnxModel:
     """An onnxruntime session over a medcl ONNX export, checked for family and integrity.
 
+    ``device`` picks the execution providers (:func:`onnx_providers`).
+
     Raises:
         MedclError: missing files, another family, a ``model.onnx`` that does not match its
-            recorded SHA-256, or onnxruntime not installed.
+            recorded SHA-256, onnxruntime not installed, or a ``device`` it cannot run on.
     """
 
-    def __init__(self, path: str | os.PathLike, family: str, threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, family: str, threads: int | None = None,
+                 device: str = "auto") -> None:
         self.folder, self.card = read_onnx_card(path)
         model = self.folder / ONNX_NAME
         if self.card.get("family") != family:
@@ -165,14 +204,16 @@ class OnnxModel:
             import onnxruntime as ort
         except ImportError:
             raise MedclError("engine: onnxruntime is not installed (pip install 'medcl[export]')") from None
+        providers = onnx_providers(device, ort.get_available_providers())
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
         try:
             self.session = ort.InferenceSession(str(model), options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - invalid graph
             raise MedclError(f"{model}: onnxruntime cannot load it ({' '.join(str(exc).split())[:160]})") from None
+        if device != "auto" and providers[0] != CPU_PROVIDER and CUDA_PROVIDER not in self.session.get_providers():
+            raise MedclError(f"--device {device}: onnxruntime could not start its CUDA provider (no usable GPU?)")
         self.input = self.card["input"]
 
     def __call__(self, x: np.ndarray | torch.Tensor) -> list[np.ndarray]:

@@ -129,3 +129,62 @@ def test_ecg_files_refused_as_zones_and_onnx_refused_for_zones(files):
     with pytest.raises(MedclError, match="supports the families zones, not 'ecg'"):
         export(ckpt, "bundle", onnx.parent / "never")
     assert not (onnx.parent / "never").exists()
+
+
+def test_onnx_providers_follow_the_device(monkeypatch):
+    from medcl.export.onnx import onnx_providers
+
+    cpu, cuda = "CPUExecutionProvider", "CUDAExecutionProvider"
+    gpu_build = ["TensorrtExecutionProvider", cuda, cpu]
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert onnx_providers("cpu", gpu_build) == [cpu]
+    assert onnx_providers("cuda", gpu_build) == [(cuda, {"device_id": 0}), cpu]
+    assert onnx_providers("cuda:1", gpu_build) == [(cuda, {"device_id": 1}), cpu]
+    assert onnx_providers("auto", gpu_build) == [(cuda, {"device_id": 0}), cpu]
+    assert onnx_providers("auto", ["AzureExecutionProvider", cpu]) == [cpu]
+    monkeypatch.setenv("LOCAL_RANK", "3")  # torchrun: this process's GPU, as pick_device
+    assert onnx_providers("auto", gpu_build) == [(cuda, {"device_id": 3}), cpu]
+    with pytest.raises(MedclError, match=r"^--device cuda:0: onnxruntime has no CUDA provider"):
+        onnx_providers("cuda:0", [cpu])
+    with pytest.raises(MedclError, match=r"^--device mps: onnxruntime runs on cpu or cuda only"):
+        onnx_providers("mps", gpu_build)
+    with pytest.raises(MedclError, match=r"^--device gpu: not a device name"):
+        onnx_providers("gpu", gpu_build)
+
+
+def test_predict_on_the_cpu_with_both_engines(files, shared_data, tmp_path):
+    from medcl.cli import main
+    from medcl.export.onnx import OnnxModel
+    from medcl.pipelines.ecg import predict
+
+    ckpt, _, onnx = files
+    recs = _records(shared_data)[:3]
+    assert OnnxModel(onnx.parent, "ecg", device="cpu").session.get_providers() == ["CPUExecutionProvider"]
+    ref = predict(recs, ckpt, device="cpu")
+    for engine, model in (("torch", ckpt), ("onnxruntime", onnx.parent)):
+        out = tmp_path / engine
+        assert main(["ecg", "predict", *recs, "--checkpoint", str(model), "--engine", engine, "--device", "cpu",
+                     "--out", str(out)]) == 0
+        got = json.loads((out / "predictions.json").read_text())
+        assert len(got["records"]) == 3
+        assert np.abs(_probabilities(got) - _probabilities(ref)).max() < 1e-4
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_predict_on_cuda_without_a_gpu_is_a_one_line_error(files, shared_data, tmp_path, capsys):
+    import onnxruntime as ort
+
+    from medcl.cli import main
+
+    ckpt, _, onnx = files
+    recs = _records(shared_data)[:1]
+    engines = [("torch", ckpt, "CUDA is not available")]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        engines.append(("onnxruntime", onnx.parent, "onnxruntime has no CUDA provider"))
+    for engine, model, why in engines:
+        capsys.readouterr()
+        assert main(["ecg", "predict", *recs, "--checkpoint", str(model), "--engine", engine, "--device", "cuda:1",
+                     "--out", str(tmp_path / engine)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"medcl: error: --device cuda:1: {why}") and err.count("\n") == 1, err
+        assert not (tmp_path / engine).exists()
