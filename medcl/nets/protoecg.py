@@ -34,8 +34,8 @@ from medcl.errors import MedclError
 from medcl.nets.prototype import GlobalPrototypes1D, PrototypeLayer, TemporalPrototypes2D
 
 __all__ = ["BRANCHES", "NORMALIZE", "OneRowConv2d", "ProtoBranch", "ProtoECGNet", "branch_contributions",
-           "branch_probabilities", "build_branch", "head_probabilities", "load_resnet18_2d", "one_row_convs",
-           "plain_paths", "resnet_backbone", "zscore_leads"]
+           "branch_probabilities", "build_branch", "fast_paths", "head_probabilities", "load_resnet18_2d",
+           "one_row_convs", "plain_paths", "resnet_backbone", "zscore_leads"]
 
 NORMALIZE: tuple[str, ...] = ("none", "zscore")
 
@@ -155,6 +155,8 @@ class ResNet2DMap(nn.Module):
         leads: number of leads (height of the input "image").
         width: channels of the first stage (64 for ResNet-18).
         layers: blocks per stage.
+
+    Its convolutions are plain ``Conv2d``; :func:`fast_paths` opts in to :class:`OneRowConv2d`.
     """
 
     def __init__(self, leads: int, width: int, layers: Sequence[int]) -> None:
@@ -162,7 +164,6 @@ class ResNet2DMap(nn.Module):
         self.net = resnet_backbone(2, width, layers, 1)
         self.net.conv1 = nn.Conv2d(1, width, kernel_size=(leads, 7), stride=(1, 2), padding=(0, 3), bias=False)
         self.out_channels = 8 * width
-        one_row_convs(self.net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.net
@@ -224,18 +225,39 @@ def rows_layout(backbone: nn.Module) -> nn.Module:
     return backbone
 
 
+def fast_paths(module: nn.Module, enabled: bool = True) -> nn.Module:
+    """Opt in to the one-row convolutions of the 2D branches, in place: every ``Conv2d`` of each
+    :class:`ResNet2DMap` in ``module`` becomes a :class:`OneRowConv2d`, its weight in
+    :func:`one_row_layout` where the branch is channels-last already (:func:`channels_last_branch`
+    lays out the others). ``enabled=False`` undoes it (plain ``Conv2d``, channels-last weights).
+
+    Off by default: on a 2-core CPU (2 threads, batch 32, training step) the one-row path was
+    slower than the plain convolution for the morphology and global branches (74 / 105 against
+    88 / 127 samples/s; ``medcl bench ecg --parts train`` shows both). Same parameters, state
+    dict and maths either way (outputs up to float summation order)."""
+    with torch.no_grad():
+        for backbone in [m for m in module.modules() if isinstance(m, ResNet2DMap)]:
+            for m in backbone.net.modules():
+                if enabled and type(m) is nn.Conv2d:
+                    one_row_convs(m)
+                    if m.weight.is_contiguous(memory_format=torch.channels_last) and not m.weight.is_contiguous():
+                        one_row_layout(m)
+                elif not enabled and type(m) is OneRowConv2d:
+                    if not m.weight.is_contiguous():
+                        m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+                    one_row_convs(m, enabled=False)
+    return module
+
+
 def plain_paths(module: nn.Module) -> nn.Module:
-    """Undo :func:`one_row_convs` and the rows weight layout of :func:`rows_layout` in place (the
+    """Undo :func:`fast_paths` and the rows weight layout of :func:`rows_layout` in place (the
     step as it ran before them): same parameters and outputs, for equivalence tests and the
     benchmark's before/after comparison."""
     for m in module.modules():
-        if isinstance(m, OneRowConv2d):
-            with torch.no_grad():
-                m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
         if isinstance(m, _Conv1dOnRows):
             with torch.no_grad():
                 m.weight.data = m.weight.data.contiguous()
-    return one_row_convs(module, enabled=False)
+    return fast_paths(module, enabled=False)
 
 
 def _add_on_1d(in_dim: int, dim: int) -> nn.Sequential:
@@ -442,7 +464,8 @@ def head_probabilities(
 
 def channels_last_branch(branch: ProtoBranch) -> ProtoBranch:
     """Put a 2D branch's convolution weights in channels-last (NHWC) layout, in place; oneDNN's
-    fastest layout on CPU. The 1D branch is returned unchanged. Same parameters, same maths."""
+    fastest layout on CPU (the weights of :class:`OneRowConv2d`, where :func:`fast_paths` turned
+    them on, in :func:`one_row_layout`). The 1D branch is returned unchanged. Same parameters, same maths."""
     if branch.kind == "2d":
         branch.backbone.to(memory_format=torch.channels_last)
         branch.add_on.to(memory_format=torch.channels_last)

@@ -244,13 +244,16 @@ def train_side_by_side(name: str, batch: int, repeats: int, steps: int, compile:
                        before: bool = True, cpu_time: bool = False) -> dict[str, Any]:
     """Interleaved medcl vs reference steps of one branch (same weights, same batch); with ``before``
     also medcl's step on the plain paths (:func:`medcl.nets.protoecg.plain_paths`: full-kernel 2D
-    convolutions, contiguous rhythm weights, eager), the step before the issue-20 step work.
-    ``cpu_time``: rates per CPU second of the process instead of per wall second."""
+    convolutions, contiguous rhythm weights, eager), the step before the issue-20 step work. The
+    ``medcl`` side is the default network; 2D branches also get ``medcl_fast_paths``, the same step
+    with the opt-in one-row convolutions (:func:`medcl.nets.protoecg.fast_paths`), and the ratio
+    ``fast_paths_over_default``. ``cpu_time``: rates per CPU second of the process instead of per
+    wall second."""
     import copy
 
     import torch
 
-    from medcl.nets.protoecg import plain_paths
+    from medcl.nets.protoecg import fast_paths, plain_paths
 
     branch, ref, loss_fn, x, y, labels = branch_pair(name, batch)
     start_branch, start_ref = copy.deepcopy(branch.state_dict()), copy.deepcopy(ref.state_dict())
@@ -267,6 +270,9 @@ def train_side_by_side(name: str, batch: int, repeats: int, steps: int, compile:
     sides = {"reference": reference_step(name, ref, x, y, labels)}
     if before:
         sides["medcl_before"] = medcl_step(plain_paths(copy.deepcopy(branch)), copy.deepcopy(loss_fn), x, y)
+    if branch.kind == "2d":
+        sides["medcl_fast_paths"] = medcl_step(fast_paths(copy.deepcopy(branch)), copy.deepcopy(loss_fn), x, y,
+                                               compile=compile)
     sides["medcl"] = medcl_step(branch, loss_fn, x, y, compile=compile)
     t0 = time.perf_counter()
     sides["medcl"]()  # first call: compilation (if any)
@@ -288,6 +294,8 @@ def train_side_by_side(name: str, batch: int, repeats: int, steps: int, compile:
     if before:
         result["speedup_over_before"] = ratio(rates["medcl"], rates["medcl_before"])
         result["before_over_reference"] = ratio(rates["medcl_before"], rates["reference"])
+    if "medcl_fast_paths" in rates:
+        result["fast_paths_over_default"] = ratio(rates["medcl_fast_paths"], rates["medcl"])
     return result
 
 
@@ -417,6 +425,10 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"figure": f"ecg train step, {name}: medcl plain paths (as reference) vs now",
                          "unit": "samples/s", "reference": r["medcl_before"], "medcl": r["medcl"],
                          "ratio": res["speedup_over_before"]})
+        if "medcl_fast_paths" in r:
+            rows.append({"figure": f"ecg train step, {name}: medcl default vs opt-in fast_paths (one-row convs)",
+                         "unit": "samples/s", "reference": r["medcl"], "medcl": r["medcl_fast_paths"],
+                         "ratio": res["fast_paths_over_default"]})
     if "forward" in result:
         r = result["forward"]["records_per_s"]
         rows.append({"figure": "ecg bare fused forward, batch 32", "unit": "records/s", "reference": r["reference"],

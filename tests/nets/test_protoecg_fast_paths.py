@@ -1,5 +1,6 @@
-"""The training step's fast paths keep the maths: one-row convolutions of the 2D branches and the
-rows weight layout of the rhythm branch against the plain paths (:func:`plain_paths`), float64."""
+"""The training step's fast paths keep the maths: one-row convolutions of the 2D branches (opt-in,
+:func:`fast_paths`) and the rows weight layout of the rhythm branch against the plain paths
+(:func:`plain_paths`), float64."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from medcl.nets.protoecg import (
     OneRowConv2d,
     build_branch,
     channels_last_branch,
+    fast_paths,
     one_row_convs,
     one_row_layout,
     plain_paths,
@@ -72,6 +74,7 @@ def test_fast_paths_keep_loss_and_every_gradient_in_float64(name):
     torch.manual_seed(2)
     fast = build_branch(name, num_classes=3, per_class=2, width=4, layers=(1, 1, 1, 1), proto_dim=8,
                         n_samples=200).double().train()
+    fast_paths(fast)  # the opt-in
     channels_last_branch(fast)  # as the trainers do
     plain = plain_paths(copy.deepcopy(fast))
     assert not any(isinstance(m, OneRowConv2d) for m in plain.modules())
@@ -97,3 +100,48 @@ def test_fast_paths_keep_loss_and_every_gradient_in_float64(name):
     assert checked > 10
     assert list(fast.state_dict()) == list(plain.state_dict())
     assert all(v.shape == plain.state_dict()[k].shape for k, v in fast.state_dict().items())
+
+
+def _tiny_2d(name: str = "global") -> nn.Module:
+    torch.manual_seed(3)
+    return build_branch(name, num_classes=3, per_class=2, width=4, layers=(1, 1, 1, 1), proto_dim=8,
+                        n_samples=200).double().eval()
+
+
+def _weights(branch: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in branch.state_dict().items()}
+
+
+@pytest.mark.parametrize("order", ["fast_paths_first", "channels_last_first"])
+def test_fast_paths_are_opt_in_and_undone_with_the_same_state_dict(order):
+    default = _tiny_2d()
+    assert not any(isinstance(m, OneRowConv2d) for m in default.modules())  # plain Conv2d by default
+    start = _weights(default)
+    fast = copy.deepcopy(default)
+    if order == "fast_paths_first":
+        channels_last_branch(fast_paths(fast))
+    else:
+        fast_paths(channels_last_branch(fast))
+    convs = [m for m in fast.backbone.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(type(m) is OneRowConv2d for m in convs)
+    assert not any(isinstance(m, OneRowConv2d) for m in fast.add_on.modules())  # 1x1 add-on stays plain
+    w = fast.backbone.net.layer1[0].conv1.weight  # 3x3: each kernel row a channels-last (O, I, 1, 3) tensor
+    assert w[:, :, 1:2].is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    state = fast.state_dict()
+    assert list(state) == list(start) and all(torch.equal(state[k], v) for k, v in start.items())
+    x = torch.randn(3, 12, 200, dtype=torch.float64)
+    with torch.no_grad():
+        ref = default(x)
+        got = fast(x)
+    torch.testing.assert_close(got["similarities"], ref["similarities"], rtol=1e-10, atol=1e-12)
+    fast_paths(fast, enabled=False)
+    assert not any(isinstance(m, OneRowConv2d) for m in fast.modules())
+    assert w.is_contiguous(memory_format=torch.channels_last)  # back to the channels-last branch layout
+    assert all(torch.equal(fast.state_dict()[k], v) for k, v in start.items())
+
+
+def test_fast_paths_leave_the_rhythm_branch_alone():
+    rhythm = _tiny_2d("rhythm")
+    before = [(type(m), m.weight.stride()) for m in rhythm.modules() if hasattr(m, "weight")]
+    fast_paths(rhythm)
+    assert [(type(m), m.weight.stride()) for m in rhythm.modules() if hasattr(m, "weight")] == before

@@ -103,3 +103,15 @@ def test_inference_copy_folds_batchnorm_and_keeps_outputs():
         a, b = net(x), fast(x)
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
+
+
+def test_table_shows_the_opt_in_fast_paths_against_the_default():
+    from medcl.pipelines.bench.ecg import table_rows
+
+    rates = {"reference": {"median": 50.0}, "medcl": {"median": 80.0}, "medcl_fast_paths": {"median": 60.0}}
+    rows = table_rows({"train": {"global": {"prototypes": 21, "samples_per_s": rates, "speedup": 1.6,
+                                            "fast_paths_over_default": 0.75}}})
+    assert [r["figure"] for r in rows] == ["ecg train step, global (21 prototypes)",
+                                           "ecg train step, global: medcl default vs opt-in fast_paths (one-row convs)"]
+    assert rows[1]["reference"] == {"median": 80.0} and rows[1]["medcl"] == {"median": 60.0}
+    assert rows[1]["ratio"] == 0.75
