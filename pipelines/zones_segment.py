@@ -233,7 +233,7 @@ def segment(
         folders = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
         if len(folders) != 1:
             raise MedclError(f"--checkpoint: --engine onnxruntime takes one ONNX export folder, got {len(folders)}")
-        segmenter = ZonesSegmenter.from_onnx(folders[0], roi=roi, **settings)
+        segmenter = ZonesSegmenter.from_onnx(folders[0], device=device, roi=roi, **settings)
     elif engine != "torch":
         raise MedclError(f"engine: {engine!r} is not one of ['torch', 'onnxruntime']")
     else:

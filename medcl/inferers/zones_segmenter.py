@@ -149,11 +149,12 @@ class ZonesSegmenter:
         return cls(net=net, device=pick_device(device), names=names, pixdim=pixdim, card=card, **kwargs)
 
     @classmethod
-    def from_onnx(cls, folder: str | os.PathLike, **kwargs: Any) -> ZonesSegmenter:
-        """Wrap a ``medcl export --format onnx`` zones folder run by onnxruntime (on the CPU)."""
+    def from_onnx(cls, folder: str | os.PathLike, device: str = "auto", **kwargs: Any) -> ZonesSegmenter:
+        """Wrap a ``medcl export --format onnx`` zones folder run by onnxruntime on ``device``
+        (execution providers from :func:`medcl.export.onnx.onnx_providers`)."""
         from medcl.export.onnx import OnnxModel, OnnxZonesNet
 
-        model = OnnxModel(folder, "zones")
+        model = OnnxModel(folder, "zones", device=device)
         pixdim = tuple((model.card.get("config", {}).get("data") or {}).get("pixdim") or DEFAULT_PIXDIM)
         card = (model.card.get("extra") or {}).get("model_card") or {}
         names = zone_names(model.card.get("label_map"))

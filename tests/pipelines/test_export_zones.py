@@ -168,3 +168,21 @@ def test_bench_helper_compares_the_same_outputs(files):
                         {"image": axes}, threads=1, repeats=1)
     assert res["batch"] == 2 and res["max_abs_diff"] < 1e-4
     assert res["onnxruntime_items_per_s"] == pytest.approx(2 / res["onnxruntime_s"], rel=0.01)
+
+
+def test_segment_onnxruntime_follows_device(files, shared_data, tmp_path, capsys):
+    """``--device`` reaches onnxruntime too: CUDA asked for on a build without its provider is a
+    one-line error (exit 2) and no output file, instead of a silent run on whatever is available."""
+    import onnxruntime as ort
+
+    from medcl.cli import main
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime here has a CUDA provider")
+    _, _, onnx = files
+    out = tmp_path / "seg"
+    assert main(["zones", "segment", str(_scan(shared_data)), "--out", str(out), "--checkpoint", str(onnx.parent),
+                 "--engine", "onnxruntime", "--device", "cuda:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medcl: error: --device cuda:1: onnxruntime has no CUDA provider") and err.count("\n") == 1, err
+    assert not out.exists() or not any(p.name.endswith(".nii.gz") for p in out.rglob("*"))
