@@ -38,7 +38,8 @@ VARIANTS: dict[str, list[str]] = {
 PAPER_AUGMENT_DATA = {"texdigits": ["augment.crop_scale=[0.5,1]"], "cohort": []}
 #: quick mode, per data set, overrides added to the ``paper`` augmentation as well: on quick TexDigits the
 #: stronger augmentations need twice the basic recipe's 8 epochs before C reads the texture (8 epochs:
-#: texture on C 0.45-0.54 vs on S 0.44-0.46 at seeds 0-2, paper protocol; 16: 0.58-0.60 vs 0.41-0.50).
+#: texture on C 0.45-0.54 vs on S 0.44-0.46 at seeds 0-2, paper protocol; 16: 0.48-0.60 vs 0.38-0.50 at
+#: seeds 0-3, C ahead by 0.08-0.18).
 PAPER_AUGMENT_QUICK = {"texdigits": ["train.max_epochs=16"], "cohort": []}
 
 

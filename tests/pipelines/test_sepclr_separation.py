@@ -30,6 +30,8 @@ def _chance(evaluation: dict, attribute: str) -> float:
     return next(p["chance"] for p in evaluation["probes"] if p["attribute"] == attribute)
 
 
+# paper seeds 2-3 (not run) keep C ahead of S on texture but by less than the 0.1 margin (16 epochs, paper
+# protocol: C 0.53 vs S 0.45, C 0.48 vs S 0.38; medcl protocol at seed 2: 0.53 vs 0.50), see the issue-17 note.
 @pytest.mark.slow
 @pytest.mark.parametrize(("augment", "seed"), [("basic", 0), ("basic", 1), ("basic", 2), ("paper", 0), ("paper", 1)])
 def test_texdigits_common_salient_separation(tmp_path, augment, seed):
