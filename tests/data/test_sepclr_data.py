@@ -152,3 +152,18 @@ def test_manifest_reads_attributes_and_subjects(two_images):
     assert m.table["subject"].tolist() == ["a", "b"]
     assert m.split.tolist() == ["train", "test"]
     assert all(p.startswith(str(two_images)) for p in m.paths)
+
+
+def test_texdigits_crop_contrast_and_most_textured(monkeypatch):
+    from medcl.pipelines.bench.sepclr import QUICK_SUBSET
+
+    assert QUICK_SUBSET["textures"] == texdigits.most_textured(4)  # the real pictures (before patching)
+    assert texdigits.TEXTURES.index("camera") not in QUICK_SUBSET["textures"]  # a flat sky in many crops
+    flat = np.full((64, 200), 0.3, np.float32)
+    stripes = np.tile(np.array([0.0, 1.0], np.float32), (64, 100))  # any 32x32 crop: half 0, half 1: std 0.5
+    monkeypatch.setattr(texdigits, "_textures", lambda: (flat, stripes, 0.5 * stripes))
+    monkeypatch.setattr(texdigits, "TEXTURES", ("flat", "stripes", "faint stripes"))
+    assert texdigits.crop_contrast(0, "train") == pytest.approx(0.0, abs=1e-6)
+    assert texdigits.crop_contrast(1, "test") == pytest.approx(0.5, abs=1e-6)
+    assert texdigits.crop_contrast(2, "train") == pytest.approx(0.25, abs=1e-6)
+    assert texdigits.most_textured(2) == [1, 2]
