@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from pydantic import ValidationError
 
-from medcl.data.ptbxl_statements import load_label_groups
 from medcl.config import _format_validation_error
+from medcl.data.ptbxl_statements import load_label_groups
 from medcl.engine.checkpoint import build_from, load_model_checkpoint, model_payload, save_model_file
 from medcl.errors import MedclError
 from medcl.nets.protoecg import (

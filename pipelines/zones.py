@@ -20,7 +20,14 @@ from monai.metrics import compute_dice
 from monai.networks.utils import one_hot
 from pydantic import Field, model_validator
 
-from medcl.config import MedclModel, PositiveFloat, PositiveInt, TrainConfig, dump_config, section_from_dataclass
+from medcl.config import (
+    MedclModel,
+    PositiveFloat,
+    PositiveInt,
+    TrainConfig,
+    dump_config,
+    section_from_dataclass,
+)
 from medcl.data.zones_labels import LABEL_MAP, NUM_ZONES, ZONE_NAMES, annotated_mask, observed_prediction
 from medcl.engine import MedclModule
 from medcl.errors import MedclError

@@ -443,11 +443,11 @@ def check_amplitude(signal: np.ndarray, where: str | Path) -> None:
     spread = np.percentile(np.abs(signal - np.median(signal, axis=-1, keepdims=True)), 99, axis=-1)
     largest = float(spread.max())
     if largest > MAX_AMPLITUDE_MV:
-        raise MedclError(f"{where}: amplitudes of about {largest:.4g} mV are not an ECG's (a few mV); the samples "
-                         "are probably in µV or ADC units, not mV")
+        raise MedclError(f"{where}: amplitudes of about {largest:.4g} mV are not an ECG's (a few mV); the unit is "
+                         "probably wrong (samples in µV or ADC counts read as mV)")
     if largest < MIN_AMPLITUDE_MV:
         raise MedclError(f"{where}: amplitudes of about {largest * 1000:.3g} µV are too small for an ECG (a few "
-                         "mV); the samples are probably in V, not mV")
+                         "mV); the unit is probably wrong (samples in V read as mV, or mV labelled µV)")
 
 
 def flat_leads(signal: np.ndarray) -> list[str]:
