@@ -401,3 +401,42 @@ def test_ckpt_zones_config_the_network_refuses(t2, zones_checkpoint, tmp_path):
     run = run_cli("zones", "segment", t2, "--checkpoint", ckpt, "--out", tmp_path / "o", *FAST)
     assert_no_traceback(run)
     assert_user_error(run, "cfg.ckpt")
+
+
+# ------------------------------------------------------------------------------------------ faults
+
+
+def test_fault_sigterm_mid_segment_cleans_up_and_continues(real, zones_checkpoint, tmp_path):
+    """SIGTERM (``kill``, a scheduler's limit) while ``zones segment`` writes its second case: exit 143 with one
+    line, no temp files, no half-written case, the output lock released (a re-run is not refused)."""
+    import signal
+    import time
+
+    from conftest import leftovers
+
+    from medcl.pipelines.zones_segment import OUTPUT_SUFFIXES
+
+    scans = tmp_path / "in"
+    scans.mkdir()
+    for i, case in enumerate(("001", "002", "020")):
+        crop_real_t2(real, scans, f"s{i}.nii.gz", case)
+    out = tmp_path / "out"
+    args = ["zones", "segment", scans, "--checkpoint", zones_checkpoint, "--out", out, *FAST]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*MEDCL, *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 240
+    while not (out / "s1_zones.nii.gz").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "segment finished before it could be terminated"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-800:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "medcl: terminated", err[-800:]
+    assert leftovers(out) == []
+    for case in ("s0", "s1", "s2"):
+        present = [(out / f"{case}{s}").is_file() for s in OUTPUT_SUFFIXES]
+        assert all(present) or not any(present), f"half-written case {case}: {present}"
+    assert_ok(run_cli(*args, "--continue"))
+    assert all((out / f"s{i}{s}").is_file() for i in range(3) for s in OUTPUT_SUFFIXES)
+    assert leftovers(out) == []
