@@ -27,7 +27,7 @@ from pydantic import (
 
 from medcl.errors import MedclError
 
-__all__ = ["SEPCLR_PRESETS", "MedclModel", "PositiveFloat", "PositiveInt", "TrainConfig", "load_config",
+__all__ = ["SEPCLR_PRESETS", "MedclModel", "NonNegativeInt", "PositiveFloat", "PositiveInt", "TrainConfig", "load_config",
            "parse_overrides", "dump_config"]
 
 T = TypeVar("T", bound="MedclModel")
@@ -41,6 +41,8 @@ SEPCLR_PRESETS: dict[str, tuple[float, float, float]] = {
 }
 
 
+NonNegativeInt = Annotated[int, Field(ge=0)]
+"""An index (a channel): a whole number from 0."""
 PositiveInt = Annotated[int, Field(gt=0)]
 """An element of a size list (voxels, layers): a whole number above 0."""
 PositiveFloat = Annotated[float, Field(gt=0)]

@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 
 from medcl.config import (
     MedclModel,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     TrainConfig,
@@ -51,7 +52,7 @@ class ZonesDataConfig(MedclModel):
     label_remap: str | dict[int, int] = Field(
         "identity", description="'identity', 'msd' or {source: zone}; an item's own zone_remap wins."
     )
-    channel: int | list[int] | None = Field(
+    channel: NonNegativeInt | list[NonNegativeInt] | None = Field(
         None,
         description="Channel of 4D images (MSD Task05: 0 T2, 1 ADC), or a list read as input channels "
         "(model.in_channels must match); an item's own channel wins.",

@@ -224,6 +224,8 @@ def parse_channel(text: str | None) -> int | list[int] | None:
         values = [int(v) for v in str(text).split(",")]
     except ValueError:
         raise MedclError(f"--channel: expected an index or indices like 0,1, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise MedclError(f"--channel: channels count from 0, got {text!r}")
     return values[0] if len(values) == 1 else values
 
 

@@ -490,7 +490,14 @@ def check_fs(fs: Any, where: str | Path) -> float:
         raise MedclError(f"{where}: sampling rate {fs!r} is not a number") from None
     if not math.isfinite(value) or value <= 0:
         raise MedclError(f"{where}: sampling rate {value:g} Hz is not positive")
+    if value > MAX_FS:
+        raise MedclError(f"{where}: sampling rate {value:g} Hz is not an ECG's (at most {MAX_FS:g} Hz)")
     return value
+
+
+MAX_FS = 100_000.0
+"""Highest sampling rate accepted (ECG carts record at 250 Hz to 10 kHz; resampling to 100 Hz keeps a ratio
+of at most 1/1000)."""
 
 
 def read_raw_ecg(

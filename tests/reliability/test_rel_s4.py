@@ -103,6 +103,14 @@ def test_ecg_inspect_npy_in_microvolts(mv, tmp_path):
     assert_user_error(run_cli("data", "inspect", path, "--fs", "500", "--leads", LEADS), "uv.npy", "µV")
 
 
+def test_ecg_absurd_sampling_rate_option(mv, ecg_checkpoint, tmp_path):
+    """``--fs 1e9`` (a typo): no resampler's internal error ("up and down must be >= 1")."""
+    path = _npy(tmp_path, "ok.npy", mv)
+    run = run_cli("ecg", "predict", path, "--checkpoint", ecg_checkpoint, "--fs", "1e9", "--leads", LEADS)
+    line = assert_user_error(run, "ok.npy", "1e+09 Hz", code=1)
+    assert "up and down" not in line
+
+
 # ------------------------------------------------------------------------------------------ ECG dtypes and dialects
 
 
@@ -207,6 +215,17 @@ def test_cfg_zones_sizes_must_be_positive_and_finite(override, key):
 ])
 def test_cfg_other_sizes_must_be_positive(pipeline, override, key):
     assert_user_error(run_cli("config", "show", pipeline, override), key)
+
+
+def test_opt_negative_channel_on_a_3d_scan(t2, zones_checkpoint, tmp_path):
+    run = run_cli("zones", "segment", t2, "--checkpoint", zones_checkpoint, "--out", tmp_path / "o", "--channel", "-1",
+                  *FAST)
+    assert_user_error(run, "--channel", "-1")
+    assert not (tmp_path / "o").exists()
+
+
+def test_cfg_negative_channel():
+    assert_user_error(run_cli("config", "show", "zones", "data.channel=-1"), "data.channel")
 
 
 def test_cfg_booleans_stay_valid_where_the_schema_says_bool():
