@@ -122,6 +122,11 @@ def _series_description(first_file: str) -> str:
 
 def list_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
     """List the DICOM series in ``folder`` and its sub-folders (GDCM series UIDs, sorted slices)."""
+    with native_stderr_swallowed():  # GDCM/OpenJPEG print their own lines ("Expected a SOC marker")
+        return _list_dicom_series(folder)
+
+
+def _list_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
     root = Path(folder)
     if not root.is_dir():
         raise MedclError(f"{folder}: not a folder")
@@ -265,6 +270,11 @@ def _resample_slices(image: sitk.Image, offsets: np.ndarray, step: float) -> sit
 
 
 def _read_dicom_series(folder: Path, series: str | None) -> tuple[sitk.Image, dict[str, Any]]:
+    with native_stderr_swallowed():  # GDCM/OpenJPEG print their own lines ("Expected a SOC marker")
+        return _read_dicom_series_quietly(folder, series)
+
+
+def _read_dicom_series_quietly(folder: Path, series: str | None) -> tuple[sitk.Image, dict[str, Any]]:
     chosen = choose_series(folder, series)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(chosen.files)
@@ -288,7 +298,7 @@ def _first_line(error: Exception) -> str:
     return _ITK_PREFIX.sub("", flagged[0])
 
 
-_NATIVE_STDERR = threading.Lock()
+_NATIVE_STDERR = threading.RLock()
 
 
 @contextlib.contextmanager

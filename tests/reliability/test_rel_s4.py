@@ -459,3 +459,25 @@ def test_fault_sigterm_mid_segment_cleans_up_and_continues(real, zones_checkpoin
     assert_ok(run_cli(*args, "--continue"))
     assert all((out / f"s{i}{s}").is_file() for i in range(3) for s in OUTPUT_SUFFIXES)
     assert leftovers(out) == []
+
+
+def test_dicom_undecodable_compressed_series_gives_one_stderr_line(real, tmp_path):
+    """A real series re-labelled JPEG 2000 whose frames do not decode: OpenJPEG printed "Expected a SOC marker"
+    twice per slice before medcl's error."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    folder = tmp_path / "j2k"
+    folder.mkdir()
+    for src in sorted((real / "mri/prostatex-dicom/ProstateX-0000/07-07-2011/4.000000-t2tsetra-00702").glob("*.dcm"))[:4]:
+        ds = pydicom.dcmread(src)
+        ds.PixelData = encapsulate([ds.PixelData])
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+        ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+        ds.save_as(folder / src.name, enforce_file_format=True)
+    proc = _subprocess("data", "inspect", folder)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("medcl: error:") and "j2k" in lines[0], proc.stderr[-600:]
