@@ -481,3 +481,24 @@ def test_dicom_undecodable_compressed_series_gives_one_stderr_line(real, tmp_pat
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("medcl: error:") and "j2k" in lines[0], proc.stderr[-600:]
+
+
+def test_fault_two_concurrent_cache_builders_on_one_cache_folder(real, tmp_path):
+    """Two processes build the same ECG cache at once: both finish with the same rows, nothing half-written."""
+    from conftest import leftovers
+
+    records = sorted(str(p.with_suffix("")) for p in (real / "ecg/ptbxl-real-subset/records100").rglob("*.hea"))[:40]
+    script = ("import sys, json; from medcl.data.ecg_cache import build_cache, DecodeParams; "
+              "c = build_cache(json.loads(sys.argv[1]), DecodeParams(), cache_dir=sys.argv[2], workers=2); "
+              "print(c.row(json.loads(sys.argv[1])[-1]))")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cache = tmp_path / "cache"
+    procs = [subprocess.Popen([MEDCL[0], "-c", script, json.dumps(records), str(cache)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-600:] for o in outs]
+    assert [o[0].split() for o in outs] == [["39"], ["39"]]
+    assert leftovers(cache) == []
+    (npy,) = cache.glob("*.npy")
+    rows = np.load(npy, mmap_mode="r")
+    assert rows.shape == (40, 12, 1000) and np.isfinite(rows).all() and np.abs(rows).sum(axis=(1, 2)).min() > 0
