@@ -154,7 +154,7 @@ def _check_signal_files(header: Any, base: Path) -> None:
         data = base.parent / fname
         if not data.is_file():
             raise MedclError(f"{base}.hea: names signal file {fname}, which does not exist")
-        if math.isnan(frame_bytes):
+        if math.isnan(frame_bytes) or header.sig_len is None:  # no length stated: the file's size gives it
             continue
         expected = math.ceil(frame_bytes * header.sig_len) + offsets[fname]
         size = data.stat().st_size
@@ -558,6 +558,8 @@ def inspect_ecg(path: str | Path, source_fs: float | None = None, source_leads: 
     names = list(header.sig_name or [])
     present = {n.strip().lower() for n in names}
     derived = list(_LIMB) if {"i", "ii"} <= present and not present & {x.lower() for x in _LIMB} else []
+    if header.sig_len is None:  # optional in WFDB: the signal files' size gives it (as wfdb reads them)
+        header.sig_len = int(_read_record(base).sig_len)
     return {
         "record_id": base.name,
         "path": str(base),

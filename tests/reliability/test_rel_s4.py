@@ -98,6 +98,20 @@ def test_ecg_wfdb_header_says_uv_for_mv_samples(real, ecg_checkpoint, tmp_path):
     assert_user_error(run_cli("ecg", "predict", hea, "--checkpoint", ecg_checkpoint), "HR06000", "unit", code=1)
 
 
+def test_ecg_header_without_signal_length_inspects(real, ecg_checkpoint, tmp_path):
+    """The number of samples is optional in a WFDB header (the signal file's size gives it)."""
+    for ext in (".hea", ".mat"):
+        (tmp_path / f"HR06001{ext}").write_bytes((real / CINC / f"HR06001{ext}").read_bytes())
+    hea = tmp_path / "HR06001.hea"
+    first, *rest = hea.read_text().splitlines()
+    assert first.split()[3] == "5000"
+    hea.write_text("\n".join([" ".join(first.split()[:3]), *rest]) + "\n")
+    run = run_cli("data", "inspect", hea, "--json")
+    assert_ok(run)
+    assert json.loads(run.out)["n_samples"] == 5000
+    assert_ok(run_cli("ecg", "predict", hea, "--checkpoint", ecg_checkpoint))
+
+
 def test_ecg_inspect_npy_in_microvolts(mv, tmp_path):
     path = _npy(tmp_path, "uv.npy", mv * 1000)
     assert_user_error(run_cli("data", "inspect", path, "--fs", "500", "--leads", LEADS), "uv.npy", "µV")
