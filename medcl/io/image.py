@@ -452,13 +452,13 @@ def _check_nifti_file(path: Path) -> None:
     shape = header.get_data_shape()
     if 0 in shape:
         raise MedclError(f"{path}: has zero size {tuple(shape)}")
+    needed = int(nifti.dataobj.offset) + int(np.prod(shape)) * header.get_data_dtype().itemsize
+    stored = _stored_length(path, needed)  # before any voxel is read: a header may claim terabytes
+    if stored < needed:
+        what = "truncated or corrupt image data" if path.name.lower().endswith(".gz") else "truncated"
+        raise MedclError(f"{path}: {what} ({stored} of {needed} bytes)")
     if header.get_data_dtype().kind == "f":
         _check_nifti_voxels(path, nifti)
-        return
-    needed = int(nifti.dataobj.offset) + int(np.prod(shape)) * header.get_data_dtype().itemsize
-    stored = _stored_length(path, needed)
-    if stored < needed:
-        raise MedclError(f"{path}: truncated ({stored} of {needed} bytes)")
 
 
 def read_header(path: str | os.PathLike) -> sitk.ImageFileReader:

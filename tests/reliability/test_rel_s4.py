@@ -331,6 +331,18 @@ def test_img_unusable_voxel_kinds_inspect(t2, tmp_path, kind):
     assert_user_error(run_cli("data", "inspect", path), path.name)
 
 
+def test_img_nifti_header_claiming_terabytes(t2, tmp_path):
+    """A float NIfTI header claiming 30000^3 voxels over a 1 kB file: refused before any voxel is read
+    (the voxel scan allocated the claimed size first: MemoryError)."""
+    img = nib.load(t2)
+    raw = bytearray(img.header.binaryblock)
+    raw[40:56] = struct.pack("<8h", 3, 30000, 30000, 30000, 1, 1, 1, 1)
+    path = tmp_path / "huge.nii"
+    path.write_bytes(bytes(raw) + b"\0" * 1004)
+    line = assert_user_error(run_cli("data", "inspect", path), "huge.nii", "truncated")
+    assert "MemoryError" not in line
+
+
 def test_img_nifti_scl_slope_zero_reads_unscaled(t2, tmp_path):
     """NIfTI: scl_slope 0 means "no scaling" (the voxels as stored), never all-zero voxels."""
     img = nib.load(t2)
