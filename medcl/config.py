@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 from pydantic import (
@@ -26,7 +27,8 @@ from pydantic import (
 
 from medcl.errors import MedclError
 
-__all__ = ["SEPCLR_PRESETS", "MedclModel", "TrainConfig", "load_config", "parse_overrides", "dump_config"]
+__all__ = ["SEPCLR_PRESETS", "MedclModel", "NonNegativeInt", "PositiveFloat", "PositiveInt", "TrainConfig", "load_config",
+           "parse_overrides", "dump_config"]
 
 T = TypeVar("T", bound="MedclModel")
 
@@ -39,10 +41,49 @@ SEPCLR_PRESETS: dict[str, tuple[float, float, float]] = {
 }
 
 
-class MedclModel(BaseModel):
-    """Base of every medcl config section: unknown keys are errors, assignment is validated."""
+NonNegativeInt = Annotated[int, Field(ge=0)]
+"""An index (a channel): a whole number from 0."""
+PositiveInt = Annotated[int, Field(gt=0)]
+"""An element of a size list (voxels, layers): a whole number above 0."""
+PositiveFloat = Annotated[float, Field(gt=0)]
+"""An element of a spacing list (mm): a finite number above 0."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+def _bool_misplaced(tp: Any, value: Any) -> bool:
+    """``value`` is (or holds) a YAML ``true``/``false`` where the annotation ``tp`` admits no bool.
+
+    Pydantic's lax mode reads ``true`` as the integer 1 and ``false`` as 0, so ``train.max_epochs=true``
+    would train for one epoch without a word; a boolean is only valid where the schema says bool.
+    """
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        return _bool_misplaced(args[0], value)
+    if isinstance(value, bool):
+        if tp is Any or tp is bool:
+            return False
+        if origin in (Union, types.UnionType):
+            return all(_bool_misplaced(a, value) for a in args)
+        return not (origin is Literal and any(isinstance(a, bool) for a in args))
+    if origin in (list, tuple) and isinstance(value, (list, tuple)) and args:
+        return any(_bool_misplaced(args[0], v) for v in value if isinstance(v, bool))
+    if origin in (Union, types.UnionType) and isinstance(value, (list, tuple)):
+        return all(_bool_misplaced(a, value) for a in args if get_origin(a) in (list, tuple))
+    return False
+
+
+class MedclModel(BaseModel):
+    """Base of every medcl config section: unknown keys are errors, assignment is validated, numbers
+    are finite (no NaN/inf) and a boolean is never read as a number."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: Any) -> Any:
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and _bool_misplaced(field.annotation, value):
+            raise ValueError("a boolean (true/false) is not valid here; expected a number")
+        return value
 
 
 def section_from_dataclass(spec: type, name: str, doc: str, module: str) -> type[MedclModel]:

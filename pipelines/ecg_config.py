@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from medcl.config import MedclModel, TrainConfig
+from medcl.config import MedclModel, PositiveInt, TrainConfig
 
 __all__ = ["STAGES", "ECGConfig", "ECGDataConfig", "ECGFolds", "ECGLossConfig", "ECGModelConfig",
            "ECGOptimConfig", "ECGProjectConfig"]
@@ -62,7 +62,7 @@ class ECGModelConfig(MedclModel):
     """Branch architecture (ResNet-18 branches, 512-d prototypes, 5 / 18 / 7 per class by default)."""
 
     width: int = Field(64, ge=1, description="Channels of the first ResNet stage (64 = ResNet-18).")
-    layers: list[int] = Field(default_factory=lambda: [2, 2, 2, 2], min_length=4, max_length=4)
+    layers: list[PositiveInt] = Field(default_factory=lambda: [2, 2, 2, 2], min_length=4, max_length=4)
     proto_dim: int = Field(512, ge=1)
     per_class: dict[Literal["rhythm", "morphology", "global"], int] = Field(
         default_factory=lambda: {"rhythm": 5, "morphology": 18, "global": 7}

@@ -12,8 +12,12 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
+from pydantic import ValidationError
+
+from medcl.config import _format_validation_error
 from medcl.data.ptbxl_statements import load_label_groups
-from medcl.engine.checkpoint import load_model_checkpoint, load_state_into, model_payload, save_model_file
+from medcl.engine.checkpoint import build_from, load_model_checkpoint, model_payload, save_model_file
 from medcl.errors import MedclError
 from medcl.nets.protoecg import (
     BRANCHES,
@@ -83,10 +87,30 @@ def load_model(path: str | os.PathLike) -> ECGModel:
     ckpt = load_model_checkpoint(path, "ecg")
     try:
         cfg = ECGConfig.model_validate(ckpt.config)
-    except Exception as exc:  # pydantic ValidationError
-        raise MedclError(f"{path}: stored config is not a valid ECG config ({str(exc).splitlines()[0]})") from None
+    except ValidationError as exc:
+        raise MedclError(_format_validation_error(f"{path}: stored config", exc)) from None
     label_map = ckpt.label_map or {}
     labels = sorted(label_map, key=label_map.__getitem__)
-    net = build_net(cfg, label_groups(labels), len(labels))
-    load_state_into(net, ckpt)
+    net = build_from(ckpt, lambda: build_net(cfg, label_groups(labels), len(labels)))
+    check_extra(path, ckpt.extra, len(labels))
     return ECGModel(net.eval(), cfg, labels, dict(ckpt.extra))
+
+
+HEADS = ("fusion", "branches")
+
+
+def check_extra(path: str | os.PathLike, extra: dict[str, Any], n_labels: int) -> None:
+    """The stored output head is one of :data:`HEADS` and the thresholds are one probability per label."""
+    head = extra.get("head", "branches")
+    if head not in HEADS:
+        raise MedclError(f"{path}: stored head {head!r} is not one of {list(HEADS)}")
+    thresholds = extra.get("thresholds")
+    if thresholds is None:
+        return
+    try:
+        values = np.asarray(thresholds, dtype=np.float64)
+    except (TypeError, ValueError):
+        values = np.full(0, np.nan)
+    if values.shape != (n_labels,) or not ((values >= 0) & (values <= 1)).all():
+        raise MedclError(f"{path}: stored thresholds are not {n_labels} probabilities in [0, 1], one per label "
+                         f"(got shape {tuple(values.shape)})")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from medcl.config import SEPCLR_PRESETS, MedclModel, TrainConfig
+from medcl.config import SEPCLR_PRESETS, MedclModel, PositiveFloat, PositiveInt, TrainConfig
 from medcl.errors import MedclError
 from medcl.pipelines.sepclr_evaluate import evaluate, evaluate_table
 from medcl.transforms.batch_augment import AugmentConfig
@@ -45,8 +45,8 @@ class SepCLRDataConfig(MedclModel):
 
     manifest: str = Field("manifest.csv", description="CSV with path, group, attributes, optional split.")
     spatial_dims: Literal[2, 3] = 3
-    spatial_size: list[int] = Field(default_factory=lambda: [48, 48, 48], description="Crop/pad size (voxels).")
-    pixdim: list[float] | None = Field(default_factory=lambda: [1.0, 1.0, 1.0], description="3D spacing in mm.")
+    spatial_size: list[PositiveInt] = Field(default_factory=lambda: [48, 48, 48], description="Crop/pad size (voxels).")
+    pixdim: list[PositiveFloat] | None = Field(default_factory=lambda: [1.0, 1.0, 1.0], description="3D spacing in mm.")
     intensity: Literal["percentile", "none"] = "percentile"
     batch_size: int = Field(32, ge=2, description="balanced: even, half background and half target per batch.")
     sampler: Literal["balanced", "natural"] = Field(

@@ -20,7 +20,15 @@ from monai.metrics import compute_dice
 from monai.networks.utils import one_hot
 from pydantic import Field, model_validator
 
-from medcl.config import MedclModel, TrainConfig, dump_config, section_from_dataclass
+from medcl.config import (
+    MedclModel,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    TrainConfig,
+    dump_config,
+    section_from_dataclass,
+)
 from medcl.data.zones_labels import LABEL_MAP, NUM_ZONES, ZONE_NAMES, annotated_mask, observed_prediction
 from medcl.engine import MedclModule
 from medcl.errors import MedclError
@@ -44,13 +52,13 @@ class ZonesDataConfig(MedclModel):
     label_remap: str | dict[int, int] = Field(
         "identity", description="'identity', 'msd' or {source: zone}; an item's own zone_remap wins."
     )
-    channel: int | list[int] | None = Field(
+    channel: NonNegativeInt | list[NonNegativeInt] | None = Field(
         None,
         description="Channel of 4D images (MSD Task05: 0 T2, 1 ADC), or a list read as input channels "
         "(model.in_channels must match); an item's own channel wins.",
     )
-    pixdim: list[float] = Field(default_factory=lambda: [0.5, 0.5, 3.0], min_length=3, max_length=3)
-    patch_size: list[int] = Field(default_factory=lambda: [64, 64, 8], min_length=3, max_length=3)
+    pixdim: list[PositiveFloat] = Field(default_factory=lambda: [0.5, 0.5, 3.0], min_length=3, max_length=3)
+    patch_size: list[PositiveInt] = Field(default_factory=lambda: [64, 64, 8], min_length=3, max_length=3)
     samples_per_volume: int = Field(2, ge=1, description="Patches drawn from each volume per visit.")
     pos: float = Field(2.0, ge=0, description="RandCropByPosNegLabeld weight of gland-centred patches.")
     neg: float = Field(1.0, ge=0, description="RandCropByPosNegLabeld weight of background-centred patches.")

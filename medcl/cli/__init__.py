@@ -9,9 +9,12 @@ print one line ``medcl: error: <file/key>: <problem>`` and exit 2; ``--debug`` s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 import medcl
 from medcl.errors import MedclError
@@ -52,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         target.print_help()
         return 0 if args.group is None else 2
     try:
-        code = _run(handler, args)
+        with _sigterm_interrupts():
+            code = _run(handler, args)
     except MedclError as exc:
         if args.debug:
             raise
@@ -64,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"medcl: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("medcl: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("medcl: interrupted", file=sys.stderr)
         return 130
@@ -71,6 +78,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     return int(code or 0)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's time limit, ``docker stop``) as an interrupt: the same clean-up as
+    Ctrl-C runs (temp files removed, no half-written case, the output lock released), exit 143."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Raise :class:`Terminated` on SIGTERM meanwhile (Python's default is to die on the spot, leaving
+    temp files, half-written outputs and a stale output lock behind); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(handler, args: argparse.Namespace) -> int:  # noqa: ANN001

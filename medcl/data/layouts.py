@@ -224,6 +224,8 @@ def parse_channel(text: str | None) -> int | list[int] | None:
         values = [int(v) for v in str(text).split(",")]
     except ValueError:
         raise MedclError(f"--channel: expected an index or indices like 0,1, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise MedclError(f"--channel: channels count from 0, got {text!r}")
     return values[0] if len(values) == 1 else values
 
 
@@ -238,12 +240,15 @@ def check_grids(image: Path, label: Path, image_reader: sitk.ImageFileReader) ->
 
 
 def check_label_values(label: Path, remap: Mapping[int, int]) -> None:
-    """Every label value is declared by the layout's remap."""
+    """Every label value is declared by the layout's remap, and some voxel is a zone (not background):
+    an all-background label (an empty export, the wrong file) would teach that the gland is absent."""
     image = sitk.ReadImage(str(label))  # keep a reference: the array view does not own the voxels
     values = set(np.unique(sitk.GetArrayViewFromImage(image)).tolist())
     bad = sorted(v for v in values if v not in remap)
     if bad:
         raise MedclError(f"{label}: label values {bad[:10]} outside the declared set {sorted(remap)}")
+    if all(remap[v] == 0 for v in values):
+        raise MedclError(f"{label}: label is all background (values {sorted(values)}); no zone is annotated")
 
 
 def _item_key(item: Mapping[str, Any]) -> tuple[str, str]:

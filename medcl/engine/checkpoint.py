@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,7 +179,7 @@ def load_model_checkpoint(path: str | os.PathLike, family: str | None) -> Checkp
     from medcl.engine.weights import is_weights_path, load_weights
 
     if is_weights_path(path):
-        return load_weights(path, family)
+        return _finite(load_weights(path, family))
     from medcl.io.checkpoint_file import safe_torch_load
 
     path = Path(path)
@@ -191,7 +192,7 @@ def load_model_checkpoint(path: str | os.PathLike, family: str | None) -> Checkp
     found = payload.get("family")
     if found != family and (family is not None or found not in FAMILIES):
         raise MedclError(f"{path}: checkpoint is of family '{found}', expected '{family or '/'.join(FAMILIES)}'")
-    return CheckpointData(
+    return _finite(CheckpointData(
         path=path,
         family=found,
         config=payload.get("config") or {},
@@ -199,7 +200,30 @@ def load_model_checkpoint(path: str | os.PathLike, family: str | None) -> Checkp
         label_map=payload.get("label_map"),
         versions=payload.get("versions") or {},
         extra=payload.get("extra") or {},
-    )
+    ))
+
+
+def _finite(ckpt: CheckpointData) -> CheckpointData:
+    """Every stored weight is a finite tensor: NaN/inf weights (a diverged or corrupted run) would turn
+    every output into NaN, or into background and 0 mL, without a word."""
+    if not isinstance(ckpt.state_dict, dict):
+        raise MedclError(f"{ckpt.path}: state_dict is not a mapping of weights")
+    for name, value in ckpt.state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise MedclError(f"{ckpt.path}: state_dict entry {name!r} is not a tensor")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise MedclError(f"{ckpt.path}: weights {name} hold NaN/inf values (a diverged or corrupted training)")
+    return ckpt
+
+
+def build_from(ckpt: CheckpointData, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` (the network ``ckpt``'s config describes) with ``ckpt``'s weights loaded; a stored
+    config that the network refuses is one error naming the checkpoint."""
+    try:
+        net = build()
+    except (MedclError, ValueError, TypeError, KeyError) as exc:
+        raise MedclError(f"{ckpt.path}: stored config does not build the network ({exc})") from None
+    return load_state_into(net, ckpt)
 
 
 def load_state_into(net: nn.Module, ckpt: CheckpointData) -> nn.Module:

@@ -125,12 +125,13 @@ class ZonesSegmenter:
         input channels. The label map and the training voxel size (``data.pixdim``) come from the
         checkpoint(s); the model card is the first one's, marked synthetic if any member is.
         """
-        from medcl.engine import load_model_checkpoint, load_state_into, pick_device
+        from medcl.engine import load_model_checkpoint, pick_device
+        from medcl.engine.checkpoint import build_from
         from medcl.nets.dualpath import build_zones_net
 
         paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
         ckpts = [load_model_checkpoint(p, "zones") for p in paths]
-        nets = [load_state_into(build_zones_net(c.config.get("model")), c) for c in ckpts]
+        nets = [build_from(c, lambda c=c: build_zones_net(c.config.get("model"))) for c in ckpts]
         settings = [(zone_names(c.label_map), tuple((c.config.get("data") or {}).get("pixdim") or DEFAULT_PIXDIM),
                      (c.config.get("data") or {}).get("channel")) for c in ckpts]
         for path, other in zip(paths[1:], settings[1:]):

@@ -154,7 +154,7 @@ def _check_signal_files(header: Any, base: Path) -> None:
         data = base.parent / fname
         if not data.is_file():
             raise MedclError(f"{base}.hea: names signal file {fname}, which does not exist")
-        if math.isnan(frame_bytes):
+        if math.isnan(frame_bytes) or header.sig_len is None:  # no length stated: the file's size gives it
             continue
         expected = math.ceil(frame_bytes * header.sig_len) + offsets[fname]
         size = data.stat().st_size
@@ -269,6 +269,19 @@ def highpass(signal: np.ndarray, fs: float, cutoff: float = 0.5) -> np.ndarray:
     return sosfiltfilt(sos, signal, axis=-1)
 
 
+MIN_FILTER_SAMPLES = 16
+"""Fewest samples the zero-phase high-pass accepts (``sosfiltfilt`` pads by 6 on each side)."""
+
+
+def check_length(n: int, n_samples: int, where: str | Path, min_fraction: float = 0.9) -> None:
+    """Refuse a record of ``n`` samples that is shorter than ``min_fraction * n_samples``."""
+    if n < min_fraction * n_samples:
+        raise MedclError(
+            f"{where}: record has {n} samples after resampling; needs at least "
+            f"{math.ceil(min_fraction * n_samples)} of {n_samples} (shorter records are not padded)"
+        )
+
+
 def fit_length(
     signal: np.ndarray, n_samples: int, where: str | Path, crop: Crop = "start", min_fraction: float = 0.9
 ) -> np.ndarray:
@@ -281,11 +294,7 @@ def fit_length(
     if n >= n_samples:
         start = 0 if crop == "start" else (n - n_samples) // 2
         return signal[..., start : start + n_samples]
-    if n < min_fraction * n_samples:
-        raise MedclError(
-            f"{where}: record has {n} samples after resampling; needs at least "
-            f"{math.ceil(min_fraction * n_samples)} of {n_samples} (shorter records are not padded)"
-        )
+    check_length(n, n_samples, where, min_fraction)
     pad = [(0, 0)] * (signal.ndim - 1) + [(0, n_samples - n)]
     return np.pad(signal, pad)
 
@@ -352,7 +361,11 @@ def preprocess(
         bad = [LEADS[i] for i in np.flatnonzero(~np.isfinite(signal).all(axis=-1))]
         raise MedclError(f"{where}: signal has NaN/inf samples in leads {', '.join(bad)}")
     out = resample(signal, fs_in, fs)
+    if n_samples is not None:
+        check_length(out.shape[-1], n_samples, where, min_fraction)
     if highpass_hz:
+        if out.shape[-1] < MIN_FILTER_SAMPLES:
+            raise MedclError(f"{where}: record has {out.shape[-1]} samples after resampling; too short to filter")
         out = highpass(out, fs, highpass_hz)
     if n_samples is not None:
         out = fit_length(out, n_samples, where, crop, min_fraction)
@@ -407,7 +420,34 @@ def read_ecg_views(
     flat = flat_leads(mv)
     if len(flat) == len(LEADS):
         raise MedclError(f"{base}: signal is flat (constant) in every lead; the file holds no ECG")
+    check_amplitude(mv, base)
     return [_view(raw, base, mv, derived, flat, **view) for view in views]
+
+
+MAX_AMPLITUDE_MV = 50.0
+"""Largest plausible ECG amplitude (99th percentile of ``|x - median|`` in the largest lead): QRS
+complexes reach a few mV (about 7 in z-scored PTB-XL signals); 50 mV and more means samples in µV
+or ADC counts read as mV."""
+MIN_AMPLITUDE_MV = 0.02
+"""Smallest plausible amplitude in the largest lead: below 20 µV an ECG is noise, or volts read as mV."""
+
+
+def check_amplitude(signal: np.ndarray, where: str | Path) -> None:
+    """Refuse a ``(12, n)`` mV array whose amplitudes no ECG has (the unit is wrong by 1000 or so).
+
+    Arrays and CSVs carry no unit and a WFDB header may name the wrong one; without this check a
+    record in µV would be read as a thousand-fold ECG and classified without a word.
+    """
+    if not np.isfinite(signal).all():
+        return  # NaN/inf samples are refused by preprocess, with the leads named
+    spread = np.percentile(np.abs(signal - np.median(signal, axis=-1, keepdims=True)), 99, axis=-1)
+    largest = float(spread.max())
+    if largest > MAX_AMPLITUDE_MV:
+        raise MedclError(f"{where}: amplitudes of about {largest:.4g} mV are not an ECG's (a few mV); the unit is "
+                         "probably wrong (samples in µV or ADC counts read as mV)")
+    if largest < MIN_AMPLITUDE_MV:
+        raise MedclError(f"{where}: amplitudes of about {largest * 1000:.3g} µV are too small for an ECG (a few "
+                         "mV); the unit is probably wrong (samples in V read as mV, or mV labelled µV)")
 
 
 def flat_leads(signal: np.ndarray) -> list[str]:
@@ -450,7 +490,14 @@ def check_fs(fs: Any, where: str | Path) -> float:
         raise MedclError(f"{where}: sampling rate {fs!r} is not a number") from None
     if not math.isfinite(value) or value <= 0:
         raise MedclError(f"{where}: sampling rate {value:g} Hz is not positive")
+    if value > MAX_FS:
+        raise MedclError(f"{where}: sampling rate {value:g} Hz is not an ECG's (at most {MAX_FS:g} Hz)")
     return value
+
+
+MAX_FS = 100_000.0
+"""Highest sampling rate accepted (ECG carts record at 250 Hz to 10 kHz; resampling to 100 Hz keeps a ratio
+of at most 1/1000)."""
 
 
 def read_raw_ecg(
@@ -492,7 +539,8 @@ def inspect_ecg(path: str | Path, source_fs: float | None = None, source_leads: 
 
     if detect_format(path) != "wfdb":
         raw, p = read_raw_ecg(path, source_fs, source_leads)
-        _, derived = standard_leads(raw.leads, raw.signal, p)
+        mv, derived = standard_leads(raw.leads, raw.signal, p)
+        check_amplitude(mv, p)
         n = int(raw.signal.shape[-1])
         return {
             "record_id": p.stem, "path": str(p), "format": raw.format, "fs": raw.fs, "n_samples": n,
@@ -510,6 +558,8 @@ def inspect_ecg(path: str | Path, source_fs: float | None = None, source_leads: 
     names = list(header.sig_name or [])
     present = {n.strip().lower() for n in names}
     derived = list(_LIMB) if {"i", "ii"} <= present and not present & {x.lower() for x in _LIMB} else []
+    if header.sig_len is None:  # optional in WFDB: the signal files' size gives it (as wfdb reads them)
+        header.sig_len = int(_read_record(base).sig_len)
     return {
         "record_id": base.name,
         "path": str(base),

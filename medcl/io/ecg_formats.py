@@ -232,7 +232,9 @@ def read_hdf5(path: Path) -> RawECG:
             if "ecg" not in fh:
                 raise MedclError(f"{path}: HDF5 file has no 'ecg' dataset (has {', '.join(fh.keys()) or 'none'})")
             ds = fh["ecg"]
-            data = np.asarray(ds[()], dtype=np.float64)
+            if not isinstance(ds, h5py.Dataset):
+                raise MedclError(f"{path}: HDF5 'ecg' is a group, not a dataset of samples")
+            data = real_samples(ds[()], path, "HDF5 dataset 'ecg'")
             attrs = dict(ds.attrs)
     except OSError as exc:
         raise MedclError(f"{path}: not a readable HDF5 file ({exc})") from exc
@@ -242,7 +244,9 @@ def read_hdf5(path: Path) -> RawECG:
     leads = [str(x.decode() if isinstance(x, bytes) else x) for x in attrs.get("leads", SPH_LEADS)]
     if data.shape[0] != len(leads):
         raise MedclError(f"{path}: 'ecg' dataset has {data.shape[0]} rows but {len(leads)} lead names")
-    fs = float(attrs.get("fs", meta.get("fs") or 500))
+    from medcl.io.ecg import check_fs
+
+    fs = check_fs(attrs.get("fs", meta.get("fs") or 500), f"{path}: attribute 'fs'")
     dx = [c.strip() for c in meta.get("SNOMEDCTCode", "").replace(";", ",").split(",") if c.strip()]
     comments = [f"{k}: {v}" for k, v in meta.items() if k != "ECG_ID"]
     return RawECG(
@@ -252,21 +256,41 @@ def read_hdf5(path: Path) -> RawECG:
 
 
 # ------------------------------------------------------------------------------------------ arrays
+def real_samples(data: Any, path: Path, what: str) -> np.ndarray:
+    """``data`` as float64 when it holds real numbers (integers or floats); booleans, complex numbers,
+    strings and objects are errors naming ``what`` (a cast would drop the imaginary part or read
+    ``True`` as 1 mV without a word)."""
+    arr = np.asarray(data)
+    if arr.dtype.kind not in "iuf":
+        raise MedclError(f"{path}: {what} holds {arr.dtype} values, not real numbers (samples in mV)")
+    return arr.astype(np.float64)
+
+
 def _csv_array(path: Path) -> tuple[np.ndarray, list[str] | None]:
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r]
-    if not rows:
+    """Columns of a CSV (comma, semicolon or tab separated; a UTF-8 byte-order mark is skipped)."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
+        lines = [ln for ln in fh.read().splitlines() if ln.strip()]
+    if not lines:
         raise MedclError(f"{path}: CSV file is empty")
+    delimiter = max(",;\t", key=lines[0].count) if any(d in lines[0] for d in ",;\t") else ","
+    rows = list(csv.reader(lines, delimiter=delimiter))
     header = None
     try:
         float(rows[0][0])
     except ValueError:
         header, rows = [h.strip() for h in rows[0]], rows[1:]
-    try:
-        data = np.array(rows, dtype=np.float64)
-    except ValueError as exc:
-        raise MedclError(f"{path}: CSV holds non-numeric or ragged rows ({exc})") from exc
-    return data.T, header  # columns are leads
+    if not rows:
+        raise MedclError(f"{path}: CSV has a header row but no samples")
+    width = len(header or rows[0])
+    for n, row in enumerate(rows, start=2 if header else 1):
+        if len(row) != width:
+            raise MedclError(f"{path}: CSV row {n} has {len(row)} columns, expected {width}")
+        for col, cell in enumerate(row, start=1):
+            try:
+                float(cell)
+            except ValueError:
+                raise MedclError(f"{path}: CSV row {n}, column {col}: {cell.strip()[:20]!r} is not a number") from None
+    return np.array(rows, dtype=np.float64).T, header  # columns are leads
 
 
 def read_array(path: Path, fs: float | None, leads: Sequence[str] | None) -> RawECG:
@@ -282,9 +306,10 @@ def read_array(path: Path, fs: float | None, leads: Sequence[str] | None) -> Raw
         data, header = _csv_array(path)
     else:
         try:
-            data = np.load(path, allow_pickle=False).astype(np.float64)
-        except (ValueError, OSError) as exc:
+            data = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
             raise MedclError(f"{path}: not a readable .npy array ({exc})") from exc
+        data = real_samples(data, path, "array")
     names = list(leads) if leads else header
     if not names:
         raise MedclError(f"{path}: array has no lead names; give them with --leads I,II,...")

@@ -13,6 +13,9 @@ import contextlib
 import functools
 import os
 import re
+import sys
+import tempfile
+import threading
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +55,12 @@ __all__ = [
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ORTHOGONAL_TOL = 1e-3
+"""Largest cosine between two voxel axes still called perpendicular (0.06 degrees off)."""
+QSFORM_TOL = 1e-3
+"""Largest difference of a qform and an sform axis entry (mm per voxel) still called agreeing."""
+QSFORM_SHIFT_MM = 0.01
+"""Largest distance between the qform and the sform origin still called agreeing."""
 _DESCRIPTION_TAG = "0008|103e"
 MIN_SPACING_MM = 1e-4
 MAX_SPACING_MM = 100.0
@@ -113,6 +122,11 @@ def _series_description(first_file: str) -> str:
 
 def list_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
     """List the DICOM series in ``folder`` and its sub-folders (GDCM series UIDs, sorted slices)."""
+    with native_stderr_swallowed():  # GDCM/OpenJPEG print their own lines ("Expected a SOC marker")
+        return _list_dicom_series(folder)
+
+
+def _list_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
     root = Path(folder)
     if not root.is_dir():
         raise MedclError(f"{folder}: not a folder")
@@ -256,6 +270,11 @@ def _resample_slices(image: sitk.Image, offsets: np.ndarray, step: float) -> sit
 
 
 def _read_dicom_series(folder: Path, series: str | None) -> tuple[sitk.Image, dict[str, Any]]:
+    with native_stderr_swallowed():  # GDCM/OpenJPEG print their own lines ("Expected a SOC marker")
+        return _read_dicom_series_quietly(folder, series)
+
+
+def _read_dicom_series_quietly(folder: Path, series: str | None) -> tuple[sitk.Image, dict[str, Any]]:
     chosen = choose_series(folder, series)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(chosen.files)
@@ -279,9 +298,35 @@ def _first_line(error: Exception) -> str:
     return _ITK_PREFIX.sub("", flagged[0])
 
 
+_NATIVE_STDERR = threading.RLock()
+
+
+@contextlib.contextmanager
+def native_stderr_swallowed() -> Iterator[None]:
+    """Discard what native code writes to the process's stderr (file descriptor 2) meanwhile.
+
+    ITK's MetaImage and NRRD readers print their own lines from C++ (``MetaImage: M_ReadElementsData:
+    data not read completely``) besides raising; the exception they raise becomes medcl's one-line error.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr descriptor: nothing to protect
+        yield
+        return
+    with _NATIVE_STDERR, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _execute(reader: sitk.ImageFileReader | sitk.ImageSeriesReader, path: os.PathLike) -> sitk.Image:
     try:
-        return reader.Execute()
+        with native_stderr_swallowed():
+            return reader.Execute()
     except RuntimeError as err:
         raise MedclError(f"{path}: truncated or corrupt image data ({_first_line(err)})") from None
 
@@ -376,6 +421,20 @@ def check_spacing(path: str | os.PathLike, spacing: Sequence[float]) -> None:
                          f"{MIN_SPACING_MM:g} and {MAX_SPACING_MM:g} mm (fix the header; it is never replaced by 1 mm)")
 
 
+def _check_qform_sform(path: Path, header: Any) -> None:
+    """Both NIfTI geometries set (codes > 0) must agree: readers differ in which one they use (nibabel and
+    ITK take the sform, other tools the qform), so a disagreement places the scan ambiguously."""
+    if int(header["qform_code"]) <= 0 or int(header["sform_code"]) <= 0:
+        return
+    qform, sform = header.get_qform(), header.get_sform()
+    rotation = float(np.abs(qform[:3, :3] - sform[:3, :3]).max())
+    shift = float(np.linalg.norm(qform[:3, 3] - sform[:3, 3]))
+    if rotation > QSFORM_TOL or shift > QSFORM_SHIFT_MM:
+        raise MedclError(f"{path}: qform and sform disagree (axes differ by up to {rotation:.3g}, origins by "
+                         f"{shift:.3g} mm); which geometry is meant is ambiguous (fix the header: set one, or both "
+                         "alike)")
+
+
 def _check_nifti_file(path: Path) -> None:
     """Checks SimpleITK's NIfTI reader skips: bad spacing (made 1 mm), zero size, truncation (zero-filled)
     and NaN/Inf (zeroed)."""
@@ -389,16 +448,17 @@ def _check_nifti_file(path: Path) -> None:
     except Exception:  # noqa: BLE001 - not parseable by nibabel: SimpleITK reports it
         return
     header = nifti.header
+    _check_qform_sform(path, header)
     shape = header.get_data_shape()
     if 0 in shape:
         raise MedclError(f"{path}: has zero size {tuple(shape)}")
+    needed = int(nifti.dataobj.offset) + int(np.prod(shape)) * header.get_data_dtype().itemsize
+    stored = _stored_length(path, needed)  # before any voxel is read: a header may claim terabytes
+    if stored < needed:
+        what = "truncated or corrupt image data" if path.name.lower().endswith(".gz") else "truncated"
+        raise MedclError(f"{path}: {what} ({stored} of {needed} bytes)")
     if header.get_data_dtype().kind == "f":
         _check_nifti_voxels(path, nifti)
-        return
-    needed = int(nifti.dataobj.offset) + int(np.prod(shape)) * header.get_data_dtype().itemsize
-    stored = _stored_length(path, needed)
-    if stored < needed:
-        raise MedclError(f"{path}: truncated ({stored} of {needed} bytes)")
 
 
 def read_header(path: str | os.PathLike) -> sitk.ImageFileReader:
@@ -414,11 +474,25 @@ def read_header(path: str | os.PathLike) -> sitk.ImageFileReader:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with native_stderr_swallowed():
+            reader.ReadImageInformation()
     except RuntimeError as err:
         raise MedclError(f"{path}: not a readable image ({_first_line(err)})") from None
     check_spacing(path, reader.GetSpacing()[:3])
+    check_orthogonal(path, reader.GetDirection(), reader.GetDimension())
     return reader
+
+
+def check_orthogonal(path: str | os.PathLike, direction: Sequence[float], dim: int) -> None:
+    """The voxel axes must be perpendicular: a sheared grid (non-orthogonal NRRD ``space directions``,
+    a sheared NIfTI sform) is resampled as if it were orthogonal, misplacing every voxel off its axis."""
+    matrix = np.asarray(direction, dtype=np.float64).reshape(dim, dim)[:3, :3]
+    gram = matrix.T @ matrix
+    if np.abs(gram - np.diag(np.diag(gram))).max() > ORTHOGONAL_TOL:
+        cosines = np.abs(gram - np.diag(np.diag(gram))).max()
+        angle = float(np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0))))
+        raise MedclError(f"{path}: voxel axes are not perpendicular (sheared grid: {angle:.1f} degrees between two "
+                         "axes); resample it to an orthogonal grid first")
 
 
 def _read_file(path: Path, channel: int | None = None) -> sitk.Image:
@@ -710,7 +784,9 @@ def inspect_image(path: str | os.PathLike, series: str | None = None) -> dict[st
 def _register_reader() -> None:
     """Make ``"sitkreader"`` a MONAI reader name, inserted first so auto-selection tries it last."""
     if "sitkreader" not in SUPPORTED_READERS:
-        readers = dict(SUPPORTED_READERS)
+        # MONAI >= 1.6's NvImgCodecPydicomReader logs and warns on every LoadImage without nvImageCodec (3 lines
+        # on stderr per command) and otherwise is PydicomReader, which stays: medcl reads DICOM through ITK.
+        readers = {k: v for k, v in SUPPORTED_READERS.items() if k != "nvimgcodecpydicomreader"}
         SUPPORTED_READERS.clear()
         SUPPORTED_READERS.update({"sitkreader": SITKReader, **readers})
 

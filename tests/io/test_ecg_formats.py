@@ -289,7 +289,7 @@ def test_data_inspect_shows_every_format(tmp_path, shared_data, capsys):
         info = json.loads(capsys.readouterr().out)
         assert (info["kind"], info["format"], len(info["leads"]), info["n_samples"]) == ("ecg", fmt, n_leads, n)
     assert inspect_ecg(tmp_path / "muse.xml")["derived_leads"] == list(LEADS[2:6])
-    np.save(tmp_path / "a.npy", _eight_lead(3000))
+    np.save(tmp_path / "a.npy", _eight_lead(3000) / 1000)  # mV (+-0.4); +-400 "mV" is refused as no ECG
     assert main(["data", "inspect", str(tmp_path / "a.npy"), "--fs", "300", "--leads", ",".join(EIGHT), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["format"], info["fs"], info["n_samples"], info["duration_s"]) == ("array", 300.0, 3000, 10.0)
