@@ -112,11 +112,29 @@ def _read_header(base: Path) -> Any:
         raise MedclError(f"{base}.hea: malformed WFDB header ({exc})") from exc
 
 
-def _check_gains(base: Path) -> None:
+def _header_lines(base: Path) -> list[str]:
+    """The record and signal lines of ``base.hea`` (comments and blank lines dropped)."""
+    header = base.with_suffix(".hea")
+    if not header.is_file():
+        raise MedclError(f"{header}: WFDB header not found")
+    return [ln for ln in header.read_text(errors="replace").splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def _header_fs(base: Path, lines: list[str]) -> float:
+    """The sampling rate of the record line (``name n_sig fs[/counter[(base)]] ...``; WFDB's 250 Hz
+    when left out), read from the text: wfdb's own header parser costs about 15 ms per record and
+    ``rdrecord`` runs it again. A field it cannot read goes through wfdb for the precise error."""
+    fields = lines[0].split() if lines else []
+    if len(fields) < 3:
+        return 250.0 if len(fields) == 2 else float(_read_header(base).fs)
+    match = re.match(r"-?(\d+\.?\d*|\.\d+)", fields[2])  # digits and a point, as wfdb's record-line pattern
+    return float(match.group()) if match else float(_read_header(base).fs)
+
+
+def _check_gains(base: Path, lines: list[str]) -> None:
     """Refuse standard leads whose header gives an ADC gain of 0 or none: WFDB calls such signals
     uncalibrated (wfdb then assumes 200 units/mV silently), so their amplitudes in mV are unknown."""
-    lines = [ln for ln in base.with_suffix(".hea").read_text(errors="replace").splitlines()
-             if ln.strip() and not ln.lstrip().startswith("#")]
     uncalibrated = []
     for line in lines[1:]:
         fields = line.split()
@@ -515,8 +533,9 @@ def read_raw_ecg(
         check_fs(raw.fs, path)
         return raw, Path(path)
     base = record_base(path)
-    check_fs(_read_header(base).fs, f"{base}.hea")
-    _check_gains(base)
+    lines = _header_lines(base)
+    check_fs(_header_fs(base, lines), f"{base}.hea")
+    _check_gains(base, lines)
     rec = _read_record(base)
     used = [str(n).strip().lower() in _LEAD_INDEX for n in rec.sig_name]  # other channels' units are not needed
     factors = np.array([unit_factors([u], base)[0] if k else 1.0 for u, k in zip(rec.units, used)])
@@ -551,7 +570,7 @@ def inspect_ecg(path: str | Path, source_fs: float | None = None, source_leads: 
     base = record_base(path)
     header = _read_header(base)
     fs = check_fs(header.fs, f"{base}.hea")
-    _check_gains(base)
+    _check_gains(base, _header_lines(base))
     _check_signal_files(header, base)
     check_repeated_leads(list(header.sig_name or []), f"{base}.hea")
     meta = parse_comments(list(header.comments or []))

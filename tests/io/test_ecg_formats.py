@@ -295,3 +295,17 @@ def test_data_inspect_shows_every_format(tmp_path, shared_data, capsys):
     assert (info["format"], info["fs"], info["n_samples"], info["duration_s"]) == ("array", 300.0, 3000, 10.0)
     assert main(["data", "inspect", str(tmp_path / "a.npy")]) == 2
     assert "a.npy: arrays carry no sampling rate; give it with --fs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fs_field", ["500", "500/1000", "500/1000(0)", "257.5", "1e3", ""])
+def test_header_fs_agrees_with_wfdb(tmp_path, fs_field):
+    """medcl reads the sampling rate from the record line itself (wfdb's header parser is slow and
+    ``rdrecord`` runs it again); it must give what wfdb gives, including WFDB's 250 Hz default."""
+    import wfdb
+
+    from medcl.io.ecg import _header_fs, _header_lines
+
+    fields = ["rec", "1", *([fs_field, "10"] if fs_field else [])]
+    (tmp_path / "rec.hea").write_text(" ".join(fields) + "\n# a comment\nrec.dat 16 200/mV 16 0 0 0 0 I\n")
+    base = tmp_path / "rec"
+    assert _header_fs(base, _header_lines(base)) == float(wfdb.rdheader(str(base)).fs)
