@@ -282,7 +282,19 @@ def _csv_array(path: Path) -> tuple[np.ndarray, list[str] | None]:
     if not rows:
         raise MedclError(f"{path}: CSV has a header row but no samples")
     width = len(header or rows[0])
-    for n, row in enumerate(rows, start=2 if header else 1):
+    try:
+        data = np.array(rows, dtype=np.float64)
+    except ValueError:
+        data = None
+    if data is None or data.ndim != 2 or data.shape[1] != width:
+        _raise_bad_csv_cell(path, rows, width, first_row=2 if header else 1)
+    return data.T, header  # columns are leads
+
+
+def _raise_bad_csv_cell(path: Path, rows: list[list[str]], width: int, first_row: int) -> None:
+    """Name the first ragged row or non-numeric cell of a CSV that numpy could not convert (run only on
+    that failure: the cell-by-cell scan is too slow for every read)."""
+    for n, row in enumerate(rows, start=first_row):
         if len(row) != width:
             raise MedclError(f"{path}: CSV row {n} has {len(row)} columns, expected {width}")
         for col, cell in enumerate(row, start=1):
@@ -290,7 +302,7 @@ def _csv_array(path: Path) -> tuple[np.ndarray, list[str] | None]:
                 float(cell)
             except ValueError:
                 raise MedclError(f"{path}: CSV row {n}, column {col}: {cell.strip()[:20]!r} is not a number") from None
-    return np.array(rows, dtype=np.float64).T, header  # columns are leads
+    raise MedclError(f"{path}: CSV cells are not all numbers")
 
 
 def read_array(path: Path, fs: float | None, leads: Sequence[str] | None) -> RawECG:
